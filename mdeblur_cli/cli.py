@@ -1,0 +1,78 @@
+"""The `mdeblur` command line: thin Typer commands over the package's functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import MdeblurError
+
+app = typer.Typer(
+    help="Restore blurry, low-resolution optical microscope images with M-Deblurgan (deblur + x2 SR).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def fail(exc: MdeblurError) -> None:
+    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mdeblur {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """mdeblur command line."""
+
+
+@app.command(epilog="Examples:\n\n  mdeblur train dataset/ --iters 2000 --out runs/mine\n\n  mdeblur train builtin --model unet-sr --threads 1")
+def train(
+    dataset: Annotated[str, typer.Argument(help="Folder of HR images, a paired folder with lr/ and hr/, or 'builtin'.")],
+    model: Annotated[str, typer.Option(help="mdeblurgan or unet-sr.")] = "mdeblurgan",
+    preset: Annotated[str, typer.Option(help="Network size: small (CPU) or paper (GPU).")] = "small",
+    no_oa: Annotated[bool, typer.Option("--no-oa", help="Ablation: mdeblurgan without the optimal approximation module.")] = False,
+    iters: Annotated[int, typer.Option(help="Training iterations.")] = 6000,
+    epochs: Annotated[Optional[int], typer.Option(help="Alternative to --iters: epochs of (images / batch size) iterations.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Patches per iteration.")] = 8,
+    patch: Annotated[int, typer.Option(help="Low-res patch side in pixels.")] = 48,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate before the decay.")] = 2e-4,
+    ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 - SSIM) term.")] = 0.01,
+    val_every: Annotated[int, typer.Option(help="Validate and save every N iterations.")] = 250,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Run directory for weights and logs.")] = Path("runs/train"),
+) -> None:
+    """Train M-Deblurgan (or the U-Net + SR baseline) on your own images."""
+    from .train import TrainConfig, train as run_training
+
+    if epochs is not None:
+        from .datasets import load_sources
+
+        try:
+            n = len(load_sources(None if dataset == "builtin" else dataset, 2)[0])
+        except MdeblurError as exc:
+            fail(exc)
+        iters = max(1, epochs * max(1, n // batch_size))
+    cfg = TrainConfig(
+        data=None if dataset == "builtin" else dataset, model=model, preset=preset, use_oa=not no_oa, iters=iters,
+        batch_size=batch_size, patch=patch, learning_rate=learning_rate, ssim_weight=ssim_weight,
+        val_every=val_every, device=device, threads=threads, seed=seed, out=str(out),
+    )
+    try:
+        run_training(cfg, console=console)
+    except (MdeblurError, KeyError) as exc:
+        fail(MdeblurError(str(exc).strip("'\"")))

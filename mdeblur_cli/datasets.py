@@ -1,0 +1,142 @@
+"""Training data: built-in scikit-image sources, HR-only folders and paired lr/ + hr/ folders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .degrade import DegradationSpec, downscale, random_degradation
+from .errors import MdeblurError
+from .io import list_images, read_image, to_float
+
+# scikit-image's bundled images reserved for evaluation: never trained on.
+RESERVED = ("retina", "immunohistochemistry", "cell", "microaneurysms")
+# Bundled, natural or textured images (no synthetic test patterns); cat duplicates chelsea.
+TRAIN_SOURCES = (
+    "astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "colorwheel", "grass",
+    "gravel", "hubble_deep_field", "logo", "moon", "page", "rocket", "text",
+)
+VAL_FRACTION = 0.2  # right-most share of each training image held out for validation
+
+
+def as_rgb(img: np.ndarray) -> np.ndarray:
+    """Float (H, W[, C]) to (H, W, 3): gray repeated, alpha composited on white."""
+    if img.ndim == 2:
+        return np.repeat(img[..., None], 3, axis=2)
+    if img.shape[2] == 4:
+        a = img[..., 3:4]
+        return img[..., :3] * a + (1 - a)
+    return img
+
+
+def skimage_image(name: str) -> np.ndarray:
+    """A bundled scikit-image picture as float32 RGB (H, W, 3) in [0, 1]."""
+    import skimage.data
+
+    arr = getattr(skimage.data, name)()
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    return as_rgb(to_float(arr))
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H, W, C) float array to a (C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
+
+
+@dataclass
+class PairedImage:
+    """A real pair: blurry low-res input and its high-res target, both (C, H, W)."""
+
+    lr: torch.Tensor
+    hr: torch.Tensor
+
+
+def load_sources(root: str | Path | None, scale: int) -> tuple[list[torch.Tensor] | list[PairedImage], str]:
+    """HR tensors (builtin or HR-only folder) or pairs (lr/ + hr/ folder), and a description."""
+    if root is None or str(root) == "builtin":
+        return [to_tensor(skimage_image(n)) for n in TRAIN_SOURCES], "scikit-image bundled images (reserved excluded)"
+    root = Path(root)
+    if not root.is_dir():
+        raise MdeblurError(f"{root}: not a folder")
+    if (root / "lr").is_dir() and (root / "hr").is_dir():
+        return load_pairs(root, scale), f"paired folder {root}"
+    files = list_images(root, recursive=True)
+    if not files:
+        raise MdeblurError(f"{root}: no images found (expected image files, or lr/ and hr/ folders)")
+    return [to_tensor(as_rgb(to_float(read_image(f).pages[0]))) for f in files], f"HR-only folder {root}"
+
+
+def load_pairs(root: Path, scale: int) -> list[PairedImage]:
+    """Pairs from lr/ and hr/ with matching stems; HR must be exactly scale x LR."""
+    lrs = {p.stem: p for p in list_images(root / "lr")}
+    hrs = {p.stem: p for p in list_images(root / "hr")}
+    common = sorted(lrs.keys() & hrs.keys())
+    if not common:
+        raise MdeblurError(f"{root}: no matching stems between lr/ and hr/")
+    pairs = []
+    for stem in common:
+        lr = to_tensor(as_rgb(to_float(read_image(lrs[stem]).pages[0])))
+        hr = to_tensor(as_rgb(to_float(read_image(hrs[stem]).pages[0])))
+        if hr.shape[1] != scale * lr.shape[1] or hr.shape[2] != scale * lr.shape[2]:
+            raise MdeblurError(
+                f"{hrs[stem]}: HR is {hr.shape[2]}x{hr.shape[1]} but must be {scale}x the LR "
+                f"{lr.shape[2]}x{lr.shape[1]} of {lrs[stem]}"
+            )
+        pairs.append(PairedImage(lr, hr))
+    return pairs
+
+
+def split_columns(t: torch.Tensor, fraction: float = VAL_FRACTION, multiple: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split (C, H, W) into a left training part and a right validation strip."""
+    w = t.shape[-1]
+    cut = int(round(w * (1 - fraction))) // multiple * multiple
+    return t[..., :cut], t[..., cut:]
+
+
+class PatchSampler:
+    """Random (blurry LR, clear LR, HR) patches with flips and 90-degree rotations, seeded."""
+
+    def __init__(self, sources: list, patch_lr: int, spec: DegradationSpec, seed: int) -> None:
+        s = spec.scale
+        self.sources = [src for src in sources if min(_hr(src).shape[-2:]) >= patch_lr * s]
+        if not self.sources:
+            raise MdeblurError(f"no training image is at least {patch_lr * s} px on each side (lower --patch)")
+        areas = torch.tensor([float(_hr(src).shape[-1] * _hr(src).shape[-2]) for src in self.sources])
+        self.weights = areas / areas.sum()
+        self.patch_lr = patch_lr
+        self.spec = spec
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (), generator=self.generator))
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g, s, p = self.generator, self.spec.scale, self.patch_lr
+        src = self.sources[int(torch.multinomial(self.weights, 1, generator=g))]
+        hr_full = _hr(src)
+        y = self._randint(hr_full.shape[-2] // s - p + 1)
+        x = self._randint(hr_full.shape[-1] // s - p + 1)
+        hr = hr_full[:, y * s : (y + p) * s, x * s : (x + p) * s]
+        if isinstance(src, PairedImage):
+            lr = src.lr[:, y : y + p, x : x + p]
+            lr_clear = downscale(hr, s).clamp(0, 1)
+        else:
+            lr, lr_clear, _ = random_degradation(hr, self.spec, g)
+        k, flip = self._randint(4), self._randint(2)
+        out = []
+        for t in (lr, lr_clear, hr):
+            t = torch.rot90(t, k, (1, 2))
+            out.append(t.flip(2) if flip else t)
+        return out[0], out[1], out[2]
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        items = [self.sample() for _ in range(size)]
+        return tuple(torch.stack(x) for x in zip(*items))
+
+
+def _hr(src) -> torch.Tensor:
+    return src.hr if isinstance(src, PairedImage) else src

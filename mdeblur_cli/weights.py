@@ -1,0 +1,117 @@
+"""Self-describing safetensors weights: save, load by shipped name or path, and the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import MdeblurError
+from .models import ARCHS, build_model
+
+FORMAT_VERSION = "1"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED = ("mdeblurgan-x2", "unet-sr-x2")
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for shipped weight names: $MDEBLUR_WEIGHTS, then the repository's weights/."""
+    env = os.environ.get("MDEBLUR_WEIGHTS")
+    return ([Path(env)] if env else []) + [SHIPPED_DIR]
+
+
+def resolve_weights(name_or_path: str | Path) -> Path:
+    """A shipped name (e.g. 'mdeblurgan-x2') or a path to a .safetensors file."""
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors" or p.exists():
+        if not p.is_file():
+            raise MdeblurError(f"{p}: weights file not found")
+        return p
+    for d in weights_dirs():
+        cand = d / f"{name_or_path}.safetensors"
+        if cand.is_file():
+            return cand
+    raise MdeblurError(f"{name_or_path}: not a weights file nor a shipped model (shipped: {', '.join(SHIPPED)})")
+
+
+def save_weights(path: str | Path, model: nn.Module, arch: str, provenance: dict | None = None) -> None:
+    """Write inference tensors plus architecture, config and provenance metadata, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "config": json.dumps(model.cfg.to_dict()),
+        "scale": str(model.scale),
+        "provenance": json.dumps(provenance or {}),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata of a weights file, with config and provenance decoded."""
+    from safetensors import safe_open
+
+    path = resolve_weights(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception as exc:
+        raise MdeblurError(f"{path}: not a valid safetensors file ({exc})".splitlines()[0]) from None
+    for key in ("arch", "config", "format_version"):
+        if key not in meta:
+            raise MdeblurError(f"{path}: not an mdeblur weights file (metadata lacks '{key}')")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise MdeblurError(f"{path}: weights format {meta['format_version']} is not supported (need {FORMAT_VERSION})")
+    if meta["arch"] not in ARCHS:
+        raise MdeblurError(f"{path}: unknown architecture {meta['arch']!r}")
+    meta["config"] = json.loads(meta["config"])
+    meta["provenance"] = json.loads(meta.get("provenance", "{}"))
+    return meta
+
+
+def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a generator from a weights file alone, in eval mode."""
+    from safetensors.torch import load_file
+
+    path = resolve_weights(name_or_path)
+    meta = read_metadata(path)
+    try:
+        model = build_model(meta["arch"], meta["config"])
+        state = load_file(str(path))
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise MdeblurError(f"{path}: weights do not match their declared architecture ({exc})".splitlines()[0]) from None
+    model.arch = meta["arch"]
+    model.provenance = meta["provenance"]
+    return model.to(device).eval()
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path = SHIPPED_DIR) -> dict:
+    """weights/manifest.json: sha256, size and provenance of every shipped file."""
+    entries = {}
+    for p in sorted(folder.glob("*.safetensors")):
+        meta = read_metadata(p)
+        entries[p.stem] = {
+            "file": p.name, "sha256": sha256(p), "bytes": p.stat().st_size,
+            "arch": meta["arch"], "config": meta["config"], "provenance": meta["provenance"],
+        }
+    (folder / "manifest.json").write_text(json.dumps(entries, indent=2) + "\n")
+    return entries
