@@ -76,3 +76,31 @@ def train(
         run_training(cfg, console=console)
     except (MdeblurError, KeyError) as exc:
         fail(MdeblurError(str(exc).strip("'\"")))
+
+
+@app.command(epilog="Examples:\n\n  mdeblur restore in.tif -o out.png\n\n  mdeblur restore scans/ --recursive --out-dir restored/ --device cuda --precision bf16\n\n  mdeblur restore 'slides/*.png' --out-dir out/ --weights unet-sr-x2")
+def restore(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input only).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Output folder for one or many inputs.")] = None,
+    weights: Annotated[str, typer.Option(help="Shipped model name or .safetensors path.")] = "mdeblurgan-x2",
+    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = False,
+    tile: Annotated[int, typer.Option(help="Tile side in low-res pixels; bounds memory.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, or fp16/bf16 on CUDA.")] = "fp32",
+    suffix: Annotated[str, typer.Option(help="Added to the file name in --out-dir.")] = "_x2",
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+) -> None:
+    """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
+    from .files import RestoreJob, restore_files
+
+    job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive, tile=tile,
+                     device=device, precision=precision, suffix=suffix, overwrite=overwrite)
+    try:
+        failures, total = restore_files(job, console)
+    except MdeblurError as exc:
+        fail(exc)
+    if failures:
+        if total > 1:
+            console.print(f"[red]{failures} of {total} inputs failed[/red]")
+        raise typer.Exit(2)

@@ -79,10 +79,12 @@ class DegradationSpec:
     """The random degradation mix used for training (blur sizes in low-res pixels)."""
 
     scale: int = 2
-    sigma_range: tuple[float, float] = (0.6, 2.4)  # Gaussian blur
+    protocol_prob: float = 0.5  # share of noise-free Gaussian blur near the paper's FIRE protocol
+    protocol_sigma_range: tuple[float, float] = (1.2, 1.8)
+    sigma_range: tuple[float, float] = (0.6, 2.4)  # Gaussian blur of the broad share
     disk_prob: float = 0.25  # share of defocus disks instead of Gaussians
     disk_range: tuple[float, float] = (1.0, 3.5)  # defocus disk radius
-    noise_prob: float = 0.4  # the rest is noise-free
+    noise_prob: float = 0.5  # of the broad share; the rest is noise-free
     peak_range: tuple[float, float] = (200.0, 2000.0)  # photons at white
     read_sigma_max: float = 0.01
 
@@ -99,6 +101,9 @@ def random_degradation(
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Degrade one HR image (C, H, W): returns (blurry noisy LR, clear LR, parameters drawn)."""
     lr_clear = downscale(hr, spec.scale).clamp(0, 1)
+    if torch.rand((), generator=generator).item() < spec.protocol_prob:
+        params = {"psf": "gaussian", "sigma_px": _uniform(generator, *spec.protocol_sigma_range)}
+        return convolve(lr_clear, gaussian_kernel(params["sigma_px"])).clamp(0, 1), lr_clear, params
     if torch.rand((), generator=generator).item() < spec.disk_prob:
         params = {"psf": "disk", "radius_px": _uniform(generator, *spec.disk_range)}
         psf = disk_kernel(params["radius_px"])

@@ -12,6 +12,13 @@ import numpy as np
 
 from .errors import MdeblurError
 
+# Broken files are reported as MdeblurError, not as OpenCV's log lines.
+_cv_logging = getattr(getattr(cv2, "utils", None), "logging", None)
+if _cv_logging is not None:
+    _cv_logging.setLogLevel(_cv_logging.LOG_LEVEL_SILENT)
+elif hasattr(cv2, "setLogLevel"):
+    cv2.setLogLevel(0)
+
 TIFF_EXT = {".tif", ".tiff"}
 CV_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
 IMAGE_EXT = TIFF_EXT | CV_EXT
@@ -53,19 +60,21 @@ def read_image(path: str | Path) -> Image:
     if ext in TIFF_EXT:
         import tifffile
 
+        pages = []
         try:
             with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                data = series.asarray()
-                axes = series.axes
+                for series in tif.series:  # a stack is one series; pages written one by one are several
+                    data = series.asarray()
+                    if data.size == 0:
+                        raise MdeblurError(f"{path}: zero-sized image")
+                    last = 3 if series.axes.endswith("S") else 2  # samples (channels) last, or none
+                    pages += list(data.reshape(-1, *data.shape[-last:]))
+        except MdeblurError:
+            raise
         except Exception as exc:  # tifffile raises many types for broken files
             raise MdeblurError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-        if data.size == 0:
-            raise MdeblurError(f"{path}: zero-sized image")
-        if axes.endswith("S"):  # samples (channels) last
-            pages = list(data.reshape(-1, *data.shape[-3:]))
-        else:
-            pages = list(data.reshape(-1, *data.shape[-2:]))
+        if not pages:
+            raise MdeblurError(f"{path}: TIFF holds no image")
     else:
         buf = np.fromfile(path, dtype=np.uint8)
         arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)

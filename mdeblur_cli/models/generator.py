@@ -49,7 +49,8 @@ class DeblurModule(nn.Module):
         self.up = nn.ModuleList(UpConv(widths[i + 1], widths[i]) for i in reversed(range(LEVELS)))
         self.skip = nn.ModuleList(conv3x3(widths[i], widths[i]) for i in reversed(range(LEVELS)))
         self.dec = nn.ModuleList(ResBlock(widths[i]) for i in reversed(range(LEVELS)))
-        self.ed_tail = conv3x3(widths[0], cfg.channels)
+        # The encoder-decoder output as an image is a candidate for the optimal approximation module only.
+        self.ed_tail = conv3x3(widths[0], cfg.channels) if cfg.use_oa else None
         # Fusion of the bottleneck and the three decoder outputs, all brought to 1/4 size.
         self.fuse = nn.Conv2d(sum(widths), cfg.fusion_width, 1)
         self.fuse_up = nn.Sequential(
@@ -57,7 +58,7 @@ class DeblurModule(nn.Module):
         )
         self.tail = conv3x3(cfg.fusion_width, cfg.channels)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         h, w = x.shape[-2:]  # (B, C, H, W), H and W multiples of 8
         f = self.enc[0](F.relu(self.head(x)))
         skips = [f]
@@ -68,7 +69,7 @@ class DeblurModule(nn.Module):
         for up, skip, dec, s in zip(self.up, self.skip, self.dec, reversed(skips[:-1])):
             f = dec(up(f) + skip(s))
             scales.append(f)
-        ed_image = x + self.ed_tail(f)  # encoder-decoder output as an image
+        ed_image = x + self.ed_tail(f) if self.ed_tail is not None else None
         q = (h // 4, w // 4)
         fused = torch.cat([F.interpolate(s, size=q, mode="bilinear", align_corners=False) for s in scales], 1)
         deblurred = x + self.tail(self.fuse_up(F.relu(self.fuse(fused))))

@@ -1,0 +1,176 @@
+"""Restoration of arrays and files: channel handling, seamless overlapping tiles, CUDA OOM fallback."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .device import resolve_device, resolve_precision
+from .io import from_float, to_float
+
+MULTIPLE = 8  # tile origins on the network's downsampling grid
+MIN_TILE = 64
+
+
+@dataclass(frozen=True)
+class Window:
+    """One tile: input rows y0:y1 and columns x0:x1 (low-res px) and its blend weights."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+def tile_margins(tile: int) -> tuple[int, int]:
+    """Context discarded at a tile's inner edges, and the width of the linear blend after it."""
+    pad = max(MULTIPLE, min(32, tile // 4) // MULTIPLE * MULTIPLE)
+    return pad, max(MULTIPLE, pad // 2)
+
+
+def _starts(size: int, tile: int, step: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, step))
+    return starts + [size - tile]
+
+
+def windows(h: int, w: int, tile: int) -> Iterator[Window]:
+    """Overlapping windows covering an (h, w) image whose sides are multiples of MULTIPLE."""
+    pad, blend = tile_margins(tile)
+    step = tile - 2 * pad - blend
+    for y0 in _starts(h, tile, step):
+        for x0 in _starts(w, tile, step):
+            yield Window(y0, min(h, y0 + tile), x0, min(w, x0 + tile))
+
+
+def edge_weights(n: int, start_inner: bool, end_inner: bool, pad: int, blend: int) -> np.ndarray:
+    """1-D weights: 0 over the discarded context, a linear ramp, then 1; no ramp at image borders."""
+    wgt = np.ones(n, np.float32)
+    ramp = (np.arange(blend, dtype=np.float32) + 0.5) / blend
+    if start_inner:
+        wgt[:pad] = 0
+        wgt[pad : pad + blend] = ramp
+    if end_inner:
+        wgt[n - pad :] = 0
+        wgt[n - pad - blend : n - pad] = ramp[::-1]
+    return wgt
+
+
+def _forward(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    ctx = torch.autocast("cuda", dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    with torch.no_grad(), ctx:
+        return model(x)[0].float()
+
+
+def restore_tensor(
+    model: nn.Module,
+    read: Callable[[Window], np.ndarray],
+    shape: tuple[int, int, int],
+    out: np.ndarray,
+    tile: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Restore an image given as a window reader into `out` (H*s, W*s, C), which may be a memmap.
+
+    `shape` is the (H, W, C) of the input, its sides already multiples of MULTIPLE.
+    """
+    h, w, c = shape
+    s = model.scale
+    if max(h, w) <= tile:
+        x = torch.from_numpy(read(Window(0, h, 0, w)).transpose(2, 0, 1).copy())[None].to(device)
+        out[...] = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
+        return
+    pad, blend = tile_margins(tile)
+    acc = np.zeros(out.shape, np.float32)
+    total = np.zeros(out.shape[:2], np.float32)
+    wins = list(windows(h, w, tile))
+    for i, win in enumerate(wins):
+        x = torch.from_numpy(read(win).transpose(2, 0, 1).copy())[None].to(device)
+        y = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
+        wy = edge_weights(y.shape[0], win.y0 > 0, win.y1 < h, pad * s, blend * s)
+        wx = edge_weights(y.shape[1], win.x0 > 0, win.x1 < w, pad * s, blend * s)
+        wgt = wy[:, None] * wx[None, :]
+        acc[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += y * wgt[..., None]
+        total[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += wgt
+        if progress is not None:
+            progress(i + 1, len(wins))
+    out[...] = acc / total[..., None]
+
+
+def _pad_reflect(img: np.ndarray) -> np.ndarray:
+    """Pad (H, W, C) at the bottom/right to multiples of MULTIPLE, as the network would."""
+    h, w = img.shape[:2]
+    t = torch.from_numpy(img.transpose(2, 0, 1).copy())[None]
+    ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
+    if ph or pw:
+        t = F.pad(t, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    return t[0].numpy().transpose(1, 2, 0)
+
+
+def restore_float(
+    model: nn.Module, img: np.ndarray, tile: int = 256, device: torch.device | str = "cpu",
+    precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Restore a float32 (H, W, C) image in [0, 1] with the model's channel count; returns (H*s, W*s, C)."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    dtype = resolve_precision(precision, device)
+    model = model.to(device)
+    h, w = img.shape[:2]
+    s = model.scale
+    padded = _pad_reflect(img.astype(np.float32))
+    tile = max(MIN_TILE, tile // MULTIPLE * MULTIPLE)
+    while True:
+        out = np.zeros((padded.shape[0] * s, padded.shape[1] * s, padded.shape[2]), np.float32)
+        try:
+            restore_tensor(model, lambda wi: padded[wi.y0 : wi.y1, wi.x0 : wi.x1], padded.shape, out, tile,
+                           device, dtype, progress)
+            break
+        except torch.cuda.OutOfMemoryError:
+            if tile <= MIN_TILE:
+                raise
+            torch.cuda.empty_cache()
+            tile = max(MIN_TILE, tile // 2 // MULTIPLE * MULTIPLE)
+    return np.clip(out[: h * s, : w * s], 0, 1)
+
+
+def restore_array(
+    array: np.ndarray, model: nn.Module, tile: int = 256, device: torch.device | str = "cpu",
+    precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Restore an (H, W) or (H, W, C) array (C = 1, 3 or 4) of any dtype; returns the same dtype and channels.
+
+    Integers are scaled by their type's maximum; floats outside [0, 1] are scaled by their own range
+    and mapped back. Gray is restored as RGB and averaged back; alpha is upscaled bicubically.
+    """
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"expected (H, W) or (H, W, C) with C in 1, 3, 4; got {array.shape}")
+    dtype = array.dtype
+    img = to_float(array)
+    lo, hi = 0.0, 1.0
+    if np.issubdtype(dtype, np.floating) and (img.min() < 0 or img.max() > 1):
+        lo, hi = float(img.min()), float(img.max())
+        img = (img - lo) / max(hi - lo, 1e-12)
+    gray = img.ndim == 2 or img.shape[2] == 1
+    rgb = np.repeat(img.reshape(*img.shape[:2], 1), 3, axis=2) if gray else img[..., :3]
+    out = restore_float(model, rgb, tile=tile, device=device, precision=precision, progress=progress)
+    if gray:
+        out = out.mean(2)
+    elif img.shape[2] == 4:
+        s = model.scale
+        alpha = F.interpolate(torch.from_numpy(img[..., 3].copy())[None, None], scale_factor=s, mode="bicubic",
+                              align_corners=False)[0, 0].clamp(0, 1).numpy()
+        out = np.concatenate([out, alpha[..., None]], 2)
+    if array.ndim == 3 and array.shape[2] == 1:
+        out = out[..., None]
+    if (lo, hi) != (0.0, 1.0):
+        out = out * (hi - lo) + lo
+    return from_float(out, dtype)

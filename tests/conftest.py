@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+import torch
+
+from mdeblur_cli.models import build_model
+from mdeblur_cli.weights import save_weights
+
+TINY_MDEBLURGAN = dict(width=8, max_width=16, fusion_width=8, sr_width=8, oa_width=4)
+TINY_UNET = dict(width=4, sr_width=8)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    return build_model("mdeblurgan", TINY_MDEBLURGAN).eval()
+
+
+@pytest.fixture
+def tiny_weights(tmp_path, tiny_model):
+    path = tmp_path / "tiny.safetensors"
+    save_weights(path, tiny_model, "mdeblurgan", {"data": "test"})
+    return path
+
+
+def smooth_image(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
+    """A seeded, smooth-but-detailed float32 test image in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.zeros((h, w, c), np.float32)
+    for ch in range(c):
+        for _ in range(6):
+            fx, fy, ph = rng.uniform(1, 12, 3)
+            img[..., ch] += np.sin(2 * np.pi * (fx * x + fy * y) + ph)
+    img = (img - img.min()) / (img.max() - img.min())
+    return img.astype(np.float32)
