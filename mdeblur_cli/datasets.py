@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .degrade import DegradationSpec, downscale, random_degradation
 from .errors import MdeblurError
@@ -90,17 +91,20 @@ def load_pairs(root: Path, scale: int) -> list[PairedImage]:
     return pairs
 
 
-def split_columns(t: torch.Tensor, fraction: float = VAL_FRACTION, multiple: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split (C, H, W) into a left training part and a right validation strip."""
+def split_columns(
+    t: torch.Tensor, fraction: float = VAL_FRACTION, multiple: int = 4, min_val: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split (C, H, W) into a left training part and a right validation strip at least `min_val` wide."""
     w = t.shape[-1]
-    cut = int(round(w * (1 - fraction))) // multiple * multiple
+    cut = min(int(round(w * (1 - fraction))), w - min_val) // multiple * multiple
     return t[..., :cut], t[..., cut:]
 
 
 class PatchSampler:
     """Random (blurry LR, clear LR, HR) patches with flips and 90-degree rotations, seeded."""
 
-    def __init__(self, sources: list, patch_lr: int, spec: DegradationSpec, seed: int) -> None:
+    def __init__(self, sources: list, patch_lr: int, spec: DegradationSpec, seed: int,
+                 zoom_prob: float = 0.5, zoom_max: float = 3.0) -> None:
         s = spec.scale
         self.sources = [src for src in sources if min(_hr(src).shape[-2:]) >= patch_lr * s]
         if not self.sources:
@@ -109,6 +113,7 @@ class PatchSampler:
         self.weights = areas / areas.sum()
         self.patch_lr = patch_lr
         self.spec = spec
+        self.zoom_prob, self.zoom_max = zoom_prob, zoom_max
         self.generator = torch.Generator().manual_seed(seed)
 
     def _randint(self, high: int) -> int:
@@ -118,13 +123,14 @@ class PatchSampler:
         g, s, p = self.generator, self.spec.scale, self.patch_lr
         src = self.sources[int(torch.multinomial(self.weights, 1, generator=g))]
         hr_full = _hr(src)
-        y = self._randint(hr_full.shape[-2] // s - p + 1)
-        x = self._randint(hr_full.shape[-1] // s - p + 1)
-        hr = hr_full[:, y * s : (y + p) * s, x * s : (x + p) * s]
         if isinstance(src, PairedImage):
+            y = self._randint(hr_full.shape[-2] // s - p + 1)
+            x = self._randint(hr_full.shape[-1] // s - p + 1)
+            hr = hr_full[:, y * s : (y + p) * s, x * s : (x + p) * s]
             lr = src.lr[:, y : y + p, x : x + p]
             lr_clear = downscale(hr, s).clamp(0, 1)
         else:
+            hr = self._crop_hr(hr_full, p * s)
             lr, lr_clear, _ = random_degradation(hr, self.spec, g)
         k, flip = self._randint(4), self._randint(2)
         out = []
@@ -132,6 +138,19 @@ class PatchSampler:
             t = torch.rot90(t, k, (1, 2))
             out.append(t.flip(2) if flip else t)
         return out[0], out[1], out[2]
+
+    def _crop_hr(self, hr_full: torch.Tensor, size: int) -> torch.Tensor:
+        """A size x size crop; with probability zoom_prob a smaller region magnified, for smooth content."""
+        g = self.generator
+        side = size
+        if torch.rand((), generator=g).item() < self.zoom_prob:
+            side = max(8, round(size / (1 + (self.zoom_max - 1) * torch.rand((), generator=g).item())))
+        y = self._randint(hr_full.shape[-2] - side + 1)
+        x = self._randint(hr_full.shape[-1] - side + 1)
+        crop = hr_full[:, y : y + side, x : x + side]
+        if side == size:
+            return crop
+        return F.interpolate(crop[None], size=(size, size), mode="bicubic", align_corners=False)[0].clamp(0, 1)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         items = [self.sample() for _ in range(size)]

@@ -67,8 +67,11 @@ def read_image(path: str | Path) -> Image:
                     data = series.asarray()
                     if data.size == 0:
                         raise MdeblurError(f"{path}: zero-sized image")
-                    last = 3 if series.axes.endswith("S") else 2  # samples (channels) last, or none
-                    pages += list(data.reshape(-1, *data.shape[-last:]))
+                    if "S" in series.axes:  # samples (channels), planar or contiguous: move them last
+                        data = np.moveaxis(data, series.axes.index("S"), -1)
+                        pages += list(data.reshape(-1, *data.shape[-3:]))
+                    else:
+                        pages += list(data.reshape(-1, *data.shape[-2:]))
         except MdeblurError:
             raise
         except Exception as exc:  # tifffile raises many types for broken files

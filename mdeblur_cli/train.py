@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from .datasets import PairedImage, PatchSampler, load_sources, split_columns
 from .degrade import DegradationSpec, random_degradation
 from .device import resolve_device
+from .errors import MdeblurError
 from .metrics import psnr, ssim
 from .models import build_model, count_params, preset_config
 from .weights import save_weights
@@ -62,12 +63,12 @@ def split_sources(sources: list, scale: int) -> tuple[list, list]:
     train, val = [], []
     for src in sources:
         if isinstance(src, PairedImage):
-            lr_train, lr_val = split_columns(src.lr)
+            lr_train, lr_val = split_columns(src.lr, min_val=16)
             cut = lr_train.shape[-1] * scale
             train.append(PairedImage(lr_train, src.hr[..., :cut]))
             val.append(PairedImage(lr_val, src.hr[..., cut : cut + lr_val.shape[-1] * scale]))
         else:
-            t, v = split_columns(src, multiple=4 * scale)
+            t, v = split_columns(src, multiple=4 * scale, min_val=16 * scale)
             train.append(t)
             val.append(v)
     return train, val
@@ -132,6 +133,8 @@ def train(cfg: TrainConfig, console=None) -> dict:
     train_src, val_src = split_sources(sources, cfg.scale)
     sampler = PatchSampler(train_src, cfg.patch, cfg.degradation, cfg.seed)
     val_pairs = validation_set(val_src, cfg.degradation)
+    if not val_pairs:
+        raise MdeblurError("no image is large enough for a validation strip (need at least 32 px of width to spare)")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     log = open(out / "train.log", "a")

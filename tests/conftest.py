@@ -35,7 +35,7 @@ def smooth_image(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
     img = np.zeros((h, w, c), np.float32)
     for ch in range(c):
         for _ in range(6):
-            fx, fy, ph = rng.uniform(1, 12, 3)
+            fx, fy, ph = rng.uniform(0.5, 4, 3)
             img[..., ch] += np.sin(2 * np.pi * (fx * x + fy * y) + ph)
     img = (img - img.min()) / (img.max() - img.min())
     return img.astype(np.float32)

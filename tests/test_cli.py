@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mdeblur_cli import __version__
+from mdeblur_cli.cli import app
+from mdeblur_cli.io import read_image, write_image
+
+from .conftest import smooth_image
+
+runner = CliRunner()
+
+
+def _png(path, h=40, w=48, dtype=np.uint8):
+    img = smooth_image(h, w)
+    write_image(path, (img * (255 if dtype == np.uint8 else 65535)).astype(dtype))
+    return path
+
+
+def test_version_and_help():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.stdout
+    for cmd in ("restore", "train"):
+        res = runner.invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0 and "Examples" in res.stdout
+
+
+def test_restore_one_file(tmp_path, tiny_weights):
+    src = _png(tmp_path / "in.png", dtype=np.uint16)
+    res = runner.invoke(app, ["restore", str(src), "-o", str(tmp_path / "out.tif"), "--weights", str(tiny_weights)])
+    assert res.exit_code == 0, res.output
+    out = read_image(tmp_path / "out.tif").pages[0]
+    assert out.shape == (80, 96, 3) and out.dtype == np.uint16
+
+
+def test_restore_batch_keeps_going_and_exits_2(tmp_path, tiny_weights):
+    d = tmp_path / "in"
+    d.mkdir()
+    _png(d / "a.png")
+    _png(d / "b.png")
+    (d / "broken.png").write_bytes(b"junk")
+    res = runner.invoke(app, ["restore", str(d), "--out-dir", str(tmp_path / "out"), "--weights", str(tiny_weights)])
+    assert res.exit_code == 2
+    assert "broken.png" in res.output and "Traceback" not in res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x2.png", "b_x2.png"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n\x00\x00", b"hello"])
+def test_bad_single_input_one_line_exit_2_no_output(tmp_path, tiny_weights, content):
+    src = tmp_path / "bad.png"
+    src.write_bytes(content)
+    out = tmp_path / "out.png"
+    res = runner.invoke(app, ["restore", str(src), "-o", str(out), "--weights", str(tiny_weights)])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "bad.png" in lines[0]
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name != "tiny.safetensors"] == ["bad.png"]
+
+
+def test_overwrite_rules(tmp_path, tiny_weights):
+    src = _png(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep")
+    args = ["restore", str(src), "-o", str(out), "--weights", str(tiny_weights)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "--overwrite" in res.output and out.read_bytes() == b"keep"
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+    res = runner.invoke(app, ["restore", str(src), "-o", str(src), "--overwrite", "--weights", str(tiny_weights)])
+    assert res.exit_code == 2 and "input" in res.output
+
+
+def test_glob_and_bad_options(tmp_path, tiny_weights):
+    _png(tmp_path / "a.png")
+    _png(tmp_path / "b.png")
+    res = runner.invoke(app, ["restore", str(tmp_path / "*.png"), "--out-dir", str(tmp_path / "o"),
+                              "--weights", str(tiny_weights)])
+    assert res.exit_code == 0 and len(list((tmp_path / "o").iterdir())) == 2
+    res = runner.invoke(app, ["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "x.png"), "--device", "cuda:7",
+                              "--weights", str(tiny_weights)])
+    assert res.exit_code == 2 and "device" in res.output
+    res = runner.invoke(app, ["restore", str(tmp_path / "nope.png"), "-o", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "nope.png" in res.output
+
+
+def test_train_cli_then_restore(tmp_path, monkeypatch):
+    import mdeblur_cli.train as t
+
+    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {"width": 4, "sr_width": 8, **kw})
+    data = tmp_path / "hr"
+    data.mkdir()
+    for i in range(2):
+        _png(data / f"{i}.png", 96, 104)
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", str(data), "--model", "unet-sr", "--iters", "4", "--batch-size", "2",
+                              "--patch", "24", "--val-every", "2", "--device", "cpu", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["restore", str(data / "0.png"), "-o", str(tmp_path / "r.png"),
+                              "--weights", str(run / "best.safetensors")])
+    assert res.exit_code == 0 and read_image(tmp_path / "r.png").pages[0].shape == (192, 208, 3)

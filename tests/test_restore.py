@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from mdeblur_cli.errors import MdeblurError
+from mdeblur_cli.restore import edge_weights, restore_array, restore_float, windows
+
+from .conftest import smooth_image
+
+
+@pytest.mark.parametrize("tile", [64, 96])
+def test_tiled_equals_whole_image(tiny_model, tile):
+    img = smooth_image(150, 203)
+    whole = restore_float(tiny_model, img, tile=4096)
+    tiled = restore_float(tiny_model, img, tile=tile)
+    assert whole.shape == (300, 406, 3)
+    assert np.abs(whole - tiled).max() <= 1e-3
+
+
+def test_windows_cover_the_image_with_unit_weights():
+    h, w, tile = 208, 144, 64
+    s = 1
+    from mdeblur_cli.restore import tile_margins
+
+    pad, blend = tile_margins(tile)
+    total = np.zeros((h, w))
+    for win in windows(h, w, tile):
+        assert win.y0 % 8 == 0 and win.x0 % 8 == 0
+        wy = edge_weights(win.y1 - win.y0, win.y0 > 0, win.y1 < h, pad * s, blend * s)
+        wx = edge_weights(win.x1 - win.x0, win.x0 > 0, win.x1 < w, pad * s, blend * s)
+        total[win.y0 : win.y1, win.x0 : win.x1] += wy[:, None] * wx[None, :]
+    assert total.min() > 0.99
+
+
+@pytest.mark.parametrize("shape,dtype", [
+    ((33, 41), np.uint16), ((33, 41, 1), np.uint8), ((33, 41, 3), np.uint8), ((33, 41, 4), np.uint16),
+    ((33, 41, 3), np.float32),
+])
+def test_restore_array_keeps_dtype_and_channels(tiny_model, shape, dtype):
+    arr = smooth_image(33, 41, c=shape[2] if len(shape) == 3 else 1)
+    arr = arr if len(shape) == 3 else arr[..., 0]
+    if dtype == np.uint8:
+        arr = (arr * 255).round().astype(np.uint8)
+    elif dtype == np.uint16:
+        arr = (arr * 65535).round().astype(np.uint16)
+    out = restore_array(arr, tiny_model)
+    assert out.dtype == dtype
+    assert out.shape == (66, 82, *shape[2:])
+
+
+def test_alpha_is_upscaled_separately(tiny_model):
+    rgba = smooth_image(32, 32, c=4)
+    rgba[..., 3] = 1.0
+    rgba[:16, :, 3] = 0.0
+    out = restore_array(rgba, tiny_model)
+    assert np.allclose(out[:24, :, 3], 0, atol=0.02) and np.allclose(out[40:, :, 3], 1, atol=0.02)
+
+
+def test_float_range_is_mapped_back(tiny_model):
+    arr = smooth_image(24, 24)[..., 0] * 4000 + 100
+    out = restore_array(arr, tiny_model)
+    assert out.dtype == np.float32
+    assert 0 < out.mean() and abs(out.mean() - arr.mean()) < 0.1 * arr.mean()
+
+
+def test_half_precision_refused_on_cpu(tiny_model):
+    with pytest.raises(MdeblurError, match="CUDA"):
+        restore_array(np.zeros((16, 16), np.uint8), tiny_model, precision="bf16")
+
+
+def test_oom_retries_with_smaller_tiles(tiny_model, monkeypatch):
+    import mdeblur_cli.restore as r
+
+    calls = []
+    real = r.restore_tensor
+
+    def flaky(model, read, shape, out, tile, *args, **kwargs):
+        calls.append(tile)
+        if tile > 64:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(model, read, shape, out, tile, *args, **kwargs)
+
+    monkeypatch.setattr(r, "restore_tensor", flaky)
+    out = r.restore_float(tiny_model, smooth_image(100, 100), tile=256)
+    assert calls == [256, 128, 64] and out.shape == (200, 200, 3)

@@ -1,0 +1,64 @@
+import csv
+
+import numpy as np
+import pytest
+
+from mdeblur_cli.errors import MdeblurError
+from mdeblur_cli.io import write_image
+from mdeblur_cli.train import TrainConfig, learning_rate_at, train
+from mdeblur_cli.weights import load_model, read_metadata
+
+from .conftest import smooth_image
+
+
+def _hr_folder(root, n=3, size=96):
+    root.mkdir()
+    for i in range(n):
+        write_image(root / f"img{i}.png", (smooth_image(size, size + 8, seed=i) * 255).astype(np.uint8))
+    return root
+
+
+def _tiny(tmp_path, data, **kw):
+    return TrainConfig(data=str(data), iters=6, batch_size=2, patch=24, val_every=3, threads=1, device="cpu",
+                       preset="small", out=str(tmp_path / "run"), **kw)
+
+
+def test_learning_rate_schedule_is_the_papers_shape():
+    cfg = TrainConfig(iters=200, learning_rate=1e-4, final_learning_rate=1e-7)
+    assert learning_rate_at(cfg, 0) == learning_rate_at(cfg, 149) == 1e-4
+    assert learning_rate_at(cfg, 175) < 1e-4
+    assert learning_rate_at(cfg, 200) == pytest.approx(1e-7)
+
+
+def test_train_on_hr_folder_writes_weights_and_logs(tmp_path, monkeypatch):
+    import mdeblur_cli.train as t
+
+    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {
+        "width": 8, "max_width": 16, "fusion_width": 8, "sr_width": 8, "oa_width": 4, **kw})
+    data = _hr_folder(tmp_path / "hr")
+    best = train(_tiny(tmp_path, data))
+    run = tmp_path / "run"
+    for name in ("best.safetensors", "last.safetensors", "train.log", "metrics.csv", "config.json"):
+        assert (run / name).exists(), name
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["iter"]) for r in rows] == [3, 6]
+    meta = read_metadata(run / "best.safetensors")
+    assert meta["provenance"]["val_psnr"] == pytest.approx(best["psnr"])
+    assert "HR-only folder" in meta["provenance"]["data"]
+    assert load_model(run / "last.safetensors").scale == 2
+
+
+def test_paired_folder_size_is_checked(tmp_path):
+    root = tmp_path / "pairs"
+    (root / "lr").mkdir(parents=True)
+    (root / "hr").mkdir()
+    write_image(root / "lr" / "a.png", np.zeros((40, 40), np.uint8))
+    write_image(root / "hr" / "a.png", np.zeros((70, 80), np.uint8))
+    with pytest.raises(MdeblurError, match="must be 2x"):
+        train(_tiny(tmp_path, root))
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MdeblurError, match="no images"):
+        train(_tiny(tmp_path, tmp_path / "empty"))
