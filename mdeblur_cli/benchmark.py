@@ -11,24 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .datasets import RESERVED, skimage_image, to_tensor
-from .degrade import fire_protocol, gaussian_kernel, upscale_bicubic
+from .datasets import BenchPair
+from .degrade import upscale_bicubic
 from .metrics import psnr, rgb_to_y, ssim
 from .models import count_params
 from .restore import restore_float
 from .rl import richardson_lucy
-
-EVAL_CROP = 512  # HR side of the centre crop taken from each reserved image
-
-
-@dataclass
-class BenchPair:
-    """One test image: blurry low-res input, ground truth, and the true PSF where known."""
-
-    name: str
-    lr: torch.Tensor  # (C, H, W)
-    hr: torch.Tensor  # (C, H*s, W*s)
-    psf: torch.Tensor | None = None
 
 
 @dataclass
@@ -38,23 +26,6 @@ class Method:
     name: str
     run: Callable[[BenchPair], torch.Tensor]
     params: int | None = None
-
-
-def centre_crop(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
-    """Centre crop to at most `size`, each side a multiple of `multiple`."""
-    h, w = (min(size, d) // multiple * multiple for d in img.shape[:2])
-    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-    return img[y : y + h, x : x + w]
-
-
-def reserved_pairs(sigma_px: float = 1.5, scale: int = 2) -> list[BenchPair]:
-    """The four reserved scikit-image images, centre-cropped, under the paper's FIRE protocol."""
-    pairs = []
-    for name in RESERVED:
-        hr = to_tensor(centre_crop(skimage_image(name), EVAL_CROP, 2 * scale))
-        lr, _ = fire_protocol(hr, sigma_px, scale)
-        pairs.append(BenchPair(name, lr, hr, gaussian_kernel(sigma_px)))
-    return pairs
 
 
 def bicubic_method(scale: int) -> Method:

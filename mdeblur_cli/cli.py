@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -45,19 +45,20 @@ def train(
     preset: Annotated[str, typer.Option(help="Network size: small (CPU) or paper (GPU).")] = "small",
     no_oa: Annotated[bool, typer.Option("--no-oa", help="Ablation: mdeblurgan without the optimal approximation module.")] = False,
     iters: Annotated[int, typer.Option(help="Training iterations.")] = 6000,
-    epochs: Annotated[Optional[int], typer.Option(help="Alternative to --iters: epochs of (images / batch size) iterations.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Alternative to --iters: epochs of (images / batch size) iterations.")] = None,
     batch_size: Annotated[int, typer.Option(help="Patches per iteration.")] = 8,
     patch: Annotated[int, typer.Option(help="Low-res patch side in pixels.")] = 48,
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate before the decay.")] = 2e-4,
     ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 - SSIM) term.")] = 0.01,
     val_every: Annotated[int, typer.Option(help="Validate and save every N iterations.")] = 250,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Run directory for weights and logs.")] = Path("runs/train"),
 ) -> None:
     """Train M-Deblurgan (or the U-Net + SR baseline) on your own images."""
-    from .train import TrainConfig, train as run_training
+    from .train import TrainConfig
+    from .train import train as run_training
 
     if epochs is not None:
         from .datasets import load_sources
@@ -81,8 +82,8 @@ def train(
 @app.command(epilog="Examples:\n\n  mdeblur restore in.tif -o out.png\n\n  mdeblur restore scans/ --recursive --out-dir restored/ --device cuda --precision bf16\n\n  mdeblur restore 'slides/*.png' --out-dir out/ --weights unet-sr-x2")
 def restore(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input only).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Output folder for one or many inputs.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one input only).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Output folder for one or many inputs.")] = None,
     weights: Annotated[str, typer.Option(help="Shipped model name or .safetensors path.")] = "mdeblurgan-x2",
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = False,
     tile: Annotated[int, typer.Option(help="Tile side in low-res pixels; bounds memory.")] = 256,

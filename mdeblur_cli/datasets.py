@@ -54,6 +54,7 @@ class PairedImage:
 
     lr: torch.Tensor
     hr: torch.Tensor
+    name: str = ""
 
 
 def load_sources(root: str | Path | None, scale: int) -> tuple[list[torch.Tensor] | list[PairedImage], str]:
@@ -87,7 +88,7 @@ def load_pairs(root: Path, scale: int) -> list[PairedImage]:
                 f"{hrs[stem]}: HR is {hr.shape[2]}x{hr.shape[1]} but must be {scale}x the LR "
                 f"{lr.shape[2]}x{lr.shape[1]} of {lrs[stem]}"
             )
-        pairs.append(PairedImage(lr, hr))
+        pairs.append(PairedImage(lr, hr, stem))
     return pairs
 
 
@@ -154,8 +155,133 @@ class PatchSampler:
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         items = [self.sample() for _ in range(size)]
-        return tuple(torch.stack(x) for x in zip(*items))
+        return tuple(torch.stack(x) for x in zip(*items, strict=True))
 
 
 def _hr(src) -> torch.Tensor:
     return src.hr if isinstance(src, PairedImage) else src
+
+
+# ---------------------------------------------------------------- evaluation datasets
+
+EVAL_CROP = 512  # HR side of evaluation crops, as the paper's FIRE crops
+FIRE_SIGMA = 1.5  # default Gaussian sigma (low-res px) of the FIRE protocol here
+
+
+@dataclass
+class BenchPair:
+    """One test image: blurry low-res input, ground truth, and the true PSF where known."""
+
+    name: str
+    lr: torch.Tensor  # (C, H, W)
+    hr: torch.Tensor  # (C, H*s, W*s)
+    psf: torch.Tensor | None = None
+
+
+@dataclass
+class EvalSet:
+    """Test pairs plus what a results table must say about them."""
+
+    name: str
+    pairs: list[BenchPair]
+    stand_in: bool
+    source: str
+    protocol: dict
+
+
+def data_roots(data_root: str | Path | None = None) -> list[Path]:
+    """Where real data sets are looked for: --data-root, $MDEBLUR_DATA, then the user data folder."""
+    import os
+
+    from platformdirs import user_data_dir
+
+    roots = [data_root, os.environ.get("MDEBLUR_DATA"), user_data_dir("mdeblur")]
+    return [Path(r) for r in roots if r]
+
+
+def centre_crop(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
+    """Centre crop to at most `size`, each side a multiple of `multiple`."""
+    h, w = (min(size, d) // multiple * multiple for d in img.shape[:2])
+    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    return img[y : y + h, x : x + w]
+
+
+def grid_crops(img: np.ndarray, size: int) -> list[np.ndarray]:
+    """Non-overlapping size x size crops on a centred grid."""
+    ny, nx = img.shape[0] // size, img.shape[1] // size
+    oy, ox = (img.shape[0] - ny * size) // 2, (img.shape[1] - nx * size) // 2
+    return [img[oy + i * size : oy + (i + 1) * size, ox + j * size : ox + (j + 1) * size]
+            for i in range(ny) for j in range(nx)]
+
+
+def fire_pairs(named: list[tuple[str, np.ndarray]], sigma_px: float, scale: int) -> list[BenchPair]:
+    """HR float images through the FIRE protocol."""
+    from .degrade import fire_protocol, gaussian_kernel
+
+    pairs = []
+    for name, img in named:
+        hr = to_tensor(img)
+        lr, _ = fire_protocol(hr, sigma_px, scale)
+        pairs.append(BenchPair(name, lr, hr, gaussian_kernel(sigma_px)))
+    return pairs
+
+
+def _protocol(sigma_px: float, scale: int) -> dict:
+    return {"name": "FIRE", "downscale": f"antialiased bicubic /{scale}", "blur": "gaussian",
+            "sigma_lr_px": sigma_px, "noise": None}
+
+
+def find_fire(roots: list[Path]) -> list[Path]:
+    """FIRE release images (Images/*.jpg) under any root, directly or in a FIRE/ folder."""
+    for root in roots:
+        for cand in (root / "FIRE" / "Images", root / "Images"):
+            files = sorted(cand.glob("*.jpg")) if cand.is_dir() else []
+            if files:
+                return files
+    return []
+
+
+def load_eval_set(name: str, data_root: str | Path | None = None, sigma_px: float = FIRE_SIGMA, scale: int = 2,
+                  limit: int | None = None) -> EvalSet:
+    """A named evaluation set ('reserved', 'fire', 'micro') or a folder (paired lr/+hr/, or HR-only)."""
+    m = 2 * scale
+    if name == "reserved":
+        named = [(n, centre_crop(skimage_image(n), EVAL_CROP, m)) for n in RESERVED]
+        es = EvalSet(name, fire_pairs(named, sigma_px, scale), False,
+                     "scikit-image reserved images (retina, immunohistochemistry, cell, microaneurysms), centre crops",
+                     _protocol(sigma_px, scale))
+    elif name == "fire":
+        files = find_fire(data_roots(data_root))
+        if files:
+            named = [(f"{f.stem}_{i}", c) for f in files[: limit or len(files)]
+                     for i, c in enumerate(grid_crops(as_rgb(to_float(read_image(f).pages[0])), EVAL_CROP))]
+            es = EvalSet(name, fire_pairs(named, sigma_px, scale), False, f"FIRE at {files[0].parent}",
+                         _protocol(sigma_px, scale))
+        else:
+            crops = grid_crops(skimage_image("retina"), EVAL_CROP)
+            es = EvalSet(name, fire_pairs([(f"retina_{i}", c) for i, c in enumerate(crops)], sigma_px, scale), True,
+                         "STAND-IN: scikit-image 'retina' fundus photograph in 512 px crops (FIRE not found)",
+                         _protocol(sigma_px, scale))
+    elif name == "micro":
+        named = [(n, centre_crop(skimage_image(n), EVAL_CROP, m)) for n in ("immunohistochemistry", "cell")]
+        es = EvalSet(name, fire_pairs(named, sigma_px, scale), False,
+                     "real microscopy bundled with scikit-image (immunohistochemistry, cell)", _protocol(sigma_px, scale))
+    else:
+        es = folder_eval_set(Path(name), sigma_px, scale)
+    es.pairs = es.pairs[:limit] if limit else es.pairs
+    return es
+
+
+def folder_eval_set(root: Path, sigma_px: float, scale: int) -> EvalSet:
+    """A folder: paired lr/ + hr/ used as they are, or HR images put through the FIRE protocol."""
+    if not root.is_dir():
+        raise MdeblurError(f"{root}: not a dataset name (reserved, fire, micro, pinecones) nor a folder")
+    if (root / "lr").is_dir() and (root / "hr").is_dir():
+        pairs = [BenchPair(q.name, q.lr, q.hr) for q in load_pairs(root, scale)]
+        return EvalSet(str(root), pairs, False, f"paired folder {root}", {"name": "paired", "psf": "unknown"})
+    files = list_images(root, recursive=True)
+    if not files:
+        raise MdeblurError(f"{root}: no images found")
+    named = [(f.stem, centre_crop(as_rgb(to_float(read_image(f).pages[0])), 4096, 2 * scale)) for f in files]
+    return EvalSet(str(root), fire_pairs(named, sigma_px, scale), False, f"HR-only folder {root}",
+                   _protocol(sigma_px, scale))

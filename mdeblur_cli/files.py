@@ -67,7 +67,7 @@ def plan_outputs(job: RestoreJob, files: list[Path]) -> list[tuple[Path, Path]]:
     else:
         plan = [(f, job.out_dir / f"{f.stem}{job.suffix}{f.suffix}") for f in files]
     inputs = {f.resolve() for f in files}
-    for src, dst in plan:
+    for _, dst in plan:
         if dst.resolve() in inputs:
             raise MdeblurError(f"{dst}: refusing to write over an input")
         if dst.exists() and not job.overwrite:

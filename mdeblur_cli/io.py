@@ -143,6 +143,9 @@ def write_image(path: str | Path, pages: list[np.ndarray] | np.ndarray) -> None:
     os.close(fd)
     try:
         _write_to(Path(tmp), pages)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,7 +1,13 @@
 import torch
 
 from mdeblur_cli.degrade import (
-    DegradationSpec, convolve, disk_kernel, downscale, fire_protocol, gaussian_kernel, random_degradation,
+    DegradationSpec,
+    convolve,
+    disk_kernel,
+    downscale,
+    fire_protocol,
+    gaussian_kernel,
+    random_degradation,
 )
 
 

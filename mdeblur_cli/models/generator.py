@@ -62,11 +62,11 @@ class DeblurModule(nn.Module):
         h, w = x.shape[-2:]  # (B, C, H, W), H and W multiples of 8
         f = self.enc[0](F.relu(self.head(x)))
         skips = [f]
-        for down, enc in zip(self.down, self.enc[1:]):
+        for down, enc in zip(self.down, self.enc[1:], strict=True):
             f = enc(F.relu(down(f)))
             skips.append(f)
         scales = [f]  # bottleneck, (B, C3, H/8, W/8)
-        for up, skip, dec, s in zip(self.up, self.skip, self.dec, reversed(skips[:-1])):
+        for up, skip, dec, s in zip(self.up, self.skip, self.dec, reversed(skips[:-1]), strict=True):
             f = dec(up(f) + skip(s))
             scales.append(f)
         ed_image = x + self.ed_tail(f) if self.ed_tail is not None else None

@@ -60,7 +60,7 @@ class UNetSR(nn.Module):
         for i, enc in enumerate(self.enc):
             f = enc(f if i == 0 else F.max_pool2d(f, 2))
             skips.append(f)
-        for up, dec, s in zip(self.up, self.dec, reversed(skips[:-1])):
+        for up, dec, s in zip(self.up, self.dec, reversed(skips[:-1]), strict=True):
             f = dec(torch.cat([up(f), s], 1))
         deblurred = x + self.tail(f)
         sr = self.sr(deblurred)
