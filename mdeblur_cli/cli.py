@@ -105,3 +105,79 @@ def restore(
         if total > 1:
             console.print(f"[red]{failures} of {total} inputs failed[/red]")
         raise typer.Exit(2)
+
+
+@app.command(epilog="Examples:\n\n  mdeblur benchmark --dataset reserved\n\n  mdeblur benchmark --dataset fire --json fire.json --markdown fire.md\n\n  mdeblur benchmark --dataset my_pairs/ --psf gaussian:1.2 --methods bicubic,rl-sr,mdeblurgan")
+def benchmark(
+    dataset: Annotated[str, typer.Option(help="reserved, fire, micro, or a folder (lr/+hr/ pairs or HR images).")] = "reserved",
+    methods: Annotated[str, typer.Option(help="Comma-separated: bicubic, rl-sr, unet-sr, mdeblurgan, mdeblurgan-no-oa.")] = "bicubic,rl-sr,unet-sr,mdeblurgan",
+    weights: Annotated[str, typer.Option(help="Weights for mdeblurgan.")] = "mdeblurgan-x2",
+    unet_weights: Annotated[str, typer.Option(help="Weights for unet-sr.")] = "unet-sr-x2",
+    no_oa_weights: Annotated[str, typer.Option(help="Weights for the ablation without the optimal approximation module.")] = "mdeblurgan-no-oa-x2",
+    sigma: Annotated[float, typer.Option(help="Gaussian sigma (low-res px) of the FIRE protocol.")] = 1.5,
+    psf: Annotated[str | None, typer.Option(help="PSF for rl-sr where the data has none: gaussian:SIGMA, disk:R or a file.")] = None,
+    rl_iters: Annotated[int, typer.Option(help="Richardson-Lucy iterations.")] = 30,
+    data_root: Annotated[Path | None, typer.Option(help="Where real data sets live (else $MDEBLUR_DATA, user data dir).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use the first N images.")] = None,
+    y_channel: Annotated[bool, typer.Option("--y-channel", help="Also report BT.601 Y-channel numbers.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write results as a Markdown table.")] = None,
+) -> None:
+    """PSNR/SSIM of bicubic, RL-deconvolution + SR, U-Net + SR and M-Deblurgan on one dataset."""
+    import json
+
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from . import benchmark as bm
+    from .datasets import load_eval_set
+    from .device import resolve_device
+    from .weights import load_model
+
+    try:
+        dev = resolve_device(device)
+        evalset = load_eval_set(dataset, data_root, sigma, 2, limit)
+        if evalset.stand_in:
+            console.print(f"[yellow]note:[/yellow] {evalset.source}")
+        fixed_psf = bm.parse_psf(psf) if psf else None
+        chosen = [m.strip() for m in methods.split(",") if m.strip()]
+        learned = {"unet-sr": unet_weights, "mdeblurgan": weights, "mdeblurgan-no-oa": no_oa_weights}
+        runs = []
+        for name in chosen:
+            if name == "bicubic":
+                runs.append(bm.bicubic_method(2))
+            elif name == "rl-sr":
+                if fixed_psf is None and any(p.psf is None for p in evalset.pairs):
+                    raise MdeblurError(f"rl-sr: dataset {dataset} has no known PSF; pass --psf gaussian:SIGMA")
+                runs.append(bm.rl_method(2, rl_iters, fixed_psf))
+            elif name in learned:
+                runs.append(bm.model_method(name, load_model(learned[name], dev), dev))
+            else:
+                raise MdeblurError(f"--methods: unknown method {name!r}")
+    except MdeblurError as exc:
+        fail(exc)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("benchmark", total=len(runs) * len(evalset.pairs))
+        results = bm.run_benchmark(evalset.pairs, runs, 2, y_channel, on_step=lambda: progress.advance(task))
+    rep = bm.report(evalset, results, 2)
+    table = Table(title=bm.header_line(rep), title_justify="left")
+    for col in ("method", "PSNR (dB)", "SSIM", *(("PSNR-Y", "SSIM-Y") if y_channel else ()), "params", "s/Mpix",
+                "paper FIRE", "paper PINE CONES"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in results:
+        paper = bm.PAPER_TABLE1.get(r["method"], {})
+        cells = [r["method"], f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}", f"{r['ssim']:.4f} ± {r['ssim_std']:.4f}"]
+        if y_channel:
+            cells += [f"{r['psnr_y']:.2f}", f"{r['ssim_y']:.4f}"]
+        cells += [f"{r['params']:,}" if r["params"] else "-", f"{r['seconds_per_mpix']:.2f}"]
+        cells += [f"{paper[k][0]:.2f} / {paper[k][1]:.4f}" if k in paper else "-" for k in ("FIRE", "PINE CONES")]
+        table.add_row(*cells)
+    Console().print(table)
+    console.print("paper columns: the paper's Table 1, on its own data and protocol; not comparable number for number.")
+    for path, text in ((json_out, json.dumps(rep, indent=2)), (csv_out, bm.to_csv(rep)),
+                       (markdown, bm.to_markdown(rep))):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text if text.endswith("\n") else text + "\n")
