@@ -145,8 +145,13 @@ def report(evalset, results: list[dict], scale: int) -> dict:
 def header_line(rep: dict) -> str:
     stand = "STAND-IN data" if rep["stand_in"] else "real data"
     p = rep["protocol"]
-    proto = (f"{p['name']} protocol ({p.get('downscale', '')}, Gaussian sigma {p['sigma_lr_px']} LR px, noise-free)"
-             if p.get("name") == "FIRE" else f"{p.get('name')} pairs")
+    if p.get("name") == "FIRE":
+        proto = f"FIRE protocol ({p['downscale']}, Gaussian sigma {p['sigma_lr_px']} LR px, noise-free)"
+    elif "defocus_um" in p:
+        proto = (f"{p['name']} ({p['objective_lr']} defocused {p['defocus_um'][0]:g}-{p['defocus_um'][1]:g} um -> "
+                 f"{p['objective_hr']} in focus; Poisson {p['peak_photons']:g} photons + read {p['read_sigma']})")
+    else:
+        proto = f"{p.get('name')} pairs"
     return (f"dataset {rep['dataset']} ({stand}: {rep['source']}); {proto}; PSNR/SSIM on RGB in [0, 1], "
             f"border {rep['metric']['border_crop_px']} px cropped")
 

@@ -181,3 +181,109 @@ def benchmark(
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text if text.endswith("\n") else text + "\n")
+
+
+datasets_app = typer.Typer(help="Named datasets: what is found where.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("list")
+def datasets_list(
+    data_root: Annotated[Path | None, typer.Option(help="Where real data sets live (else $MDEBLUR_DATA, user data dir).")] = None,
+) -> None:
+    """Show each named dataset: real data found or stand-in, where, and how many images."""
+    from rich.table import Table
+
+    from .datasets import data_roots, list_datasets
+
+    table = Table(title="searched: " + ", ".join(str(r) for r in data_roots(data_root)), title_justify="left")
+    for col in ("dataset", "data", "where", "images"):
+        table.add_column(col)
+    for d in list_datasets(data_root):
+        table.add_row(d["name"], "real" if d["real"] else f"STAND-IN ({d['stand_in']})", d["where"] or "-",
+                      str(d["images"]))
+    Console().print(table)
+
+
+@app.command(epilog="Examples:\n\n  mdeblur simulate my_x10_images/ sim/ --defocus 30:120\n\n  mdeblur simulate plant sim/ --count 50\n\n  mdeblur simulate --explain")
+def simulate(
+    source: Annotated[str | None, typer.Argument(help="Folder of in-focus HR (x10) images, or plant|fundus|fibres.")] = None,
+    out_dir: Annotated[Path | None, typer.Argument(help="Output folder: lr/, hr/ and meta/.")] = None,
+    objective_lr: Annotated[str, typer.Option(help="Low-res objective, MAG/NA.")] = "5x/0.12",
+    objective_hr: Annotated[str, typer.Option(help="High-res objective, MAG/NA.")] = "10x/0.25",
+    camera_pixel: Annotated[float, typer.Option(help="Camera pixel size in um.")] = 6.5,
+    defocus: Annotated[str, typer.Option(help="Defocus range |dz| in um, LO:HI.")] = "30:120",
+    noise: Annotated[str, typer.Option(help="Photons at white (Poisson) or 'none'.")] = "1000",
+    read_noise: Annotated[float, typer.Option(help="Gaussian read noise (fraction of white).")] = 0.005,
+    count: Annotated[int, typer.Option(help="Procedural specimens to make.")] = 20,
+    size: Annotated[int, typer.Option(help="Procedural specimen side in HR px.")] = 512,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    explain: Annotated[bool, typer.Option("--explain", help="Print the optics (pixel sizes, depth of field) and exit.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Write into a folder that already holds a dataset.")] = False,
+) -> None:
+    """Make a paired x5-defocus/x10 dataset with the microscope optics simulator, ready for `mdeblur train`."""
+    from .simulate import SimulationSpec, parse_objective, write_pairs
+
+    try:
+        lo, _, hi = defocus.partition(":")
+        spec = SimulationSpec(parse_objective(objective_lr, camera_pixel), parse_objective(objective_hr, camera_pixel),
+                              (float(lo), float(hi or lo)), None if noise == "none" else float(noise), read_noise)
+    except ValueError:
+        fail(MdeblurError(f"bad optics option (objective '{objective_lr}'/'{objective_hr}', defocus '{defocus}', noise '{noise}')"))
+    if explain:
+        from .simulate import explain as explain_lines
+
+        for line in explain_lines(spec):
+            print(line)
+        return
+    if source is None or out_dir is None:
+        fail(MdeblurError("simulate needs SOURCE and OUT_DIR (or --explain)"))
+    from .datasets import TRAIN_SEED_LIMIT, as_rgb
+    from .io import list_images, read_image, to_float
+    from .specimens import SPECIMENS
+
+    try:
+        if source in SPECIMENS:
+            if seed * count >= TRAIN_SEED_LIMIT:
+                raise MdeblurError(f"--seed {seed}: procedural training seeds must stay below {TRAIN_SEED_LIMIT}")
+            items = ((f"{source}_{seed * count + i:06d}", SPECIMENS[source](size, seed * count + i)) for i in range(count))
+        else:
+            files = list_images(Path(source), recursive=True) if Path(source).is_dir() else []
+            if not files:
+                raise MdeblurError(f"{source}: not a folder of images nor one of {', '.join(SPECIMENS)}")
+            items = ((f.stem, as_rgb(to_float(read_image(f).pages[0]))) for f in files)
+        records = write_pairs(items, out_dir, spec, seed, overwrite)
+    except MdeblurError as exc:
+        fail(exc)
+    console.print(f"wrote {len(records)} pairs to {out_dir} (lr/, hr/, meta/)")
+
+
+pairs_app = typer.Typer(help="Build training pairs from real x5/x10 images.", no_args_is_help=True)
+app.add_typer(pairs_app, name="pairs")
+
+
+@pairs_app.command("align", epilog="Example:\n\n  mdeblur pairs align raw/x5 raw/x10 pairs/ && mdeblur train pairs/")
+def pairs_align(
+    lr_dir: Annotated[Path, typer.Argument(help="Low-res (x5) images.")],
+    hr_dir: Annotated[Path, typer.Argument(help="High-res (x10) images of the same fields, same file stems.")],
+    out_dir: Annotated[Path, typer.Argument(help="Output: lr/, hr/ and align.json.")],
+    scale: Annotated[int, typer.Option(help="Magnification ratio.")] = 2,
+) -> None:
+    """Register x5/x10 pairs (scale, shift, small rotation), crop to the common field, normalise exposure."""
+    from .pairs import align_folder
+
+    try:
+        report = align_folder(lr_dir, hr_dir, out_dir, scale)
+    except MdeblurError as exc:
+        fail(exc)
+    for r in report:
+        if r["status"] == "aligned":
+            console.print(f"{r['stem']}: aligned, rotation {r['rotation_deg']:.2f} deg, shift "
+                          f"({r['translation_lr_px'][0]:.2f}, {r['translation_lr_px'][1]:.2f}) LR px, "
+                          f"correlation {r['correlation']:.3f}, residual RMS {r['residual_rms']:.4f}", highlight=False)
+        else:
+            console.print(f"[yellow]{r['stem']}: rejected[/yellow] ({r['reason']})", highlight=False)
+    n = sum(r["status"] == "aligned" for r in report)
+    console.print(f"{n} of {len(report)} pairs aligned into {out_dir}; report in {out_dir / 'align.json'}")
+    if n == 0:
+        raise typer.Exit(2)

@@ -262,6 +262,8 @@ def load_eval_set(name: str, data_root: str | Path | None = None, sigma_px: floa
             es = EvalSet(name, fire_pairs([(f"retina_{i}", c) for i, c in enumerate(crops)], sigma_px, scale), True,
                          "STAND-IN: scikit-image 'retina' fundus photograph in 512 px crops (FIRE not found)",
                          _protocol(sigma_px, scale))
+    elif name == "pinecones":
+        es = pinecones_eval_set(data_root, scale)
     elif name == "micro":
         named = [(n, centre_crop(skimage_image(n), EVAL_CROP, m)) for n in ("immunohistochemistry", "cell")]
         es = EvalSet(name, fire_pairs(named, sigma_px, scale), False,
@@ -275,7 +277,7 @@ def load_eval_set(name: str, data_root: str | Path | None = None, sigma_px: floa
 def folder_eval_set(root: Path, sigma_px: float, scale: int) -> EvalSet:
     """A folder: paired lr/ + hr/ used as they are, or HR images put through the FIRE protocol."""
     if not root.is_dir():
-        raise MdeblurError(f"{root}: not a dataset name (reserved, fire, micro, pinecones) nor a folder")
+        raise MdeblurError(f"{root}: not a dataset name ({', '.join(EVAL_SETS)}) nor a folder")
     if (root / "lr").is_dir() and (root / "hr").is_dir():
         pairs = [BenchPair(q.name, q.lr, q.hr) for q in load_pairs(root, scale)]
         return EvalSet(str(root), pairs, False, f"paired folder {root}", {"name": "paired", "psf": "unknown"})
@@ -285,3 +287,59 @@ def folder_eval_set(root: Path, sigma_px: float, scale: int) -> EvalSet:
     named = [(f.stem, centre_crop(as_rgb(to_float(read_image(f).pages[0])), 4096, 2 * scale)) for f in files]
     return EvalSet(str(root), fire_pairs(named, sigma_px, scale), False, f"HR-only folder {root}",
                    _protocol(sigma_px, scale))
+
+
+PINECONE_SEED0 = 900_000  # stand-in specimen seeds; training uses seeds below TRAIN_SEED_LIMIT
+TRAIN_SEED_LIMIT = 100_000
+PINECONE_COUNT = 6
+
+
+def find_pinecones(roots: list[Path]) -> Path | None:
+    """A real PINE CONES folder (lr/ x5 and hr/ x10 images) under any root."""
+    for root in roots:
+        for cand in (root / "pinecones", root / "PINE_CONES", root / "pine_cones"):
+            if (cand / "lr").is_dir() and (cand / "hr").is_dir():
+                return cand
+    return None
+
+
+def pinecones_eval_set(data_root: str | Path | None, scale: int) -> EvalSet:
+    """Real x5/x10 pine-cone pairs where found; else procedural plant tissue through the x5-defocus/x10 physics."""
+    from .simulate import SimulationSpec, lr_psf, simulate_pair
+    from .specimens import plant_tissue
+
+    real = find_pinecones(data_roots(data_root))
+    if real is not None:
+        pairs = [BenchPair(q.name, q.lr, q.hr) for q in load_pairs(real, scale)]
+        return EvalSet("pinecones", pairs, False, f"PINE CONES at {real}", {"name": "paired x5/x10", "psf": "unknown"})
+    spec = SimulationSpec()
+    pairs = []
+    for i in range(PINECONE_COUNT):
+        seed = PINECONE_SEED0 + i
+        specimen = to_tensor(plant_tissue(EVAL_CROP, seed))
+        lr, hr, meta = simulate_pair(specimen, spec, torch.Generator().manual_seed(seed))
+        pairs.append(BenchPair(f"plant_{seed}", lr, hr, lr_psf(meta)))
+    protocol = {"name": "x5-defocus/x10 physics", "objective_lr": "x5/NA 0.12", "objective_hr": "x10/NA 0.25",
+                "defocus_um": list(spec.defocus_um), "peak_photons": spec.peak, "read_sigma": spec.read_sigma}
+    return EvalSet("pinecones", pairs, True,
+                   "STAND-IN: procedural plant-tissue sections through the x5-defocus/x10 optics (PINE CONES not found)",
+                   protocol)
+
+
+EVAL_SETS = ("reserved", "fire", "micro", "pinecones")
+
+
+def list_datasets(data_root: str | Path | None = None) -> list[dict]:
+    """For each named set: whether real data was found, where, and how many images."""
+    roots = data_roots(data_root)
+    fire = find_fire(roots)
+    pine = find_pinecones(roots)
+    return [
+        {"name": "fire", "real": bool(fire), "where": str(fire[0].parent) if fire else None,
+         "images": len(fire) if fire else 4, "stand_in": None if fire else "scikit-image retina in 512 px crops"},
+        {"name": "pinecones", "real": pine is not None, "where": str(pine) if pine else None,
+         "images": len(list_images(pine / "hr")) if pine else PINECONE_COUNT,
+         "stand_in": None if pine else "procedural plant tissue, x5-defocus/x10 physics"},
+        {"name": "micro", "real": True, "where": "scikit-image", "images": 2, "stand_in": None},
+        {"name": "reserved", "real": True, "where": "scikit-image", "images": len(RESERVED), "stand_in": None},
+    ]

@@ -17,7 +17,7 @@ def _fft_conv_same(x: torch.Tensor, psf_fft: torch.Tensor, k: tuple[int, int], s
 
 
 def richardson_lucy(img: torch.Tensor, psf: torch.Tensor, iterations: int = 30, pad: int | None = None) -> torch.Tensor:
-    """Deconvolve (C, H, W) or (B, C, H, W) in [0, 1] by a 2-D PSF.
+    """Deconvolve (C, H, W) or (B, C, H, W) in [0, 1] by a (k, k) PSF or one (C, k, k) PSF per channel.
 
     The image is reflect-padded by `pad` (default: twice the PSF size) so the borders see
     plausible content instead of zeros; the iteration is scikit-image's (start at 0.5, eps 1e-12,
@@ -25,7 +25,7 @@ def richardson_lucy(img: torch.Tensor, psf: torch.Tensor, iterations: int = 30, 
     """
     squeeze = img.dim() == 3
     x = img[None] if squeeze else img
-    kh, kw = psf.shape
+    kh, kw = psf.shape[-2:]
     pad = 2 * max(kh, kw) if pad is None else pad
     h, w = x.shape[-2:]
     mode = "reflect" if min(h, w) > pad else "replicate"
@@ -33,7 +33,7 @@ def richardson_lucy(img: torch.Tensor, psf: torch.Tensor, iterations: int = 30, 
     size = (x.shape[-2] + kh - 1, x.shape[-1] + kw - 1)
     psf = psf.to(x)
     psf_fft = torch.fft.rfft2(psf, s=size)
-    mirror_fft = torch.fft.rfft2(psf.flip(0, 1), s=size)
+    mirror_fft = torch.fft.rfft2(psf.flip(-1, -2), s=size)
     est = torch.full_like(x, 0.5)
     for _ in range(iterations):
         blurred = _fft_conv_same(est, psf_fft, (kh, kw), size) + EPS

@@ -152,3 +152,46 @@ def lr_psf(meta: dict) -> torch.Tensor:
     """The (3, k, k) PSF on the LR grid that a pair's metadata implies, for Richardson-Lucy."""
     obj = Objective(**meta["objective_lr"])
     return rgb_psfs(meta["defocus_um"], obj, meta["lr_pixel_um"], tuple(meta["wavelengths_um"]))
+
+
+def write_pairs(
+    specimens, out_dir, spec: SimulationSpec, seed: int = 0, overwrite: bool = False
+) -> list[dict]:
+    """Write a paired dataset (lr/, hr/ as 16-bit PNG, meta/ as JSON) from (stem, (H, W, 3) float) specimens."""
+    import json
+    from pathlib import Path
+
+    from .errors import MdeblurError
+    from .io import from_float, write_image
+
+    out = Path(out_dir)
+    if (out / "lr").exists() and any((out / "lr").iterdir()) and not overwrite:
+        raise MdeblurError(f"{out}: already holds a dataset (use --overwrite)")
+    records = []
+    for i, (stem, img) in enumerate(specimens):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        lr, hr, meta = simulate_pair(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), spec, g)
+        write_image(out / "lr" / f"{stem}.png", from_float(lr.permute(1, 2, 0).numpy(), np.uint16))
+        write_image(out / "hr" / f"{stem}.png", from_float(hr.permute(1, 2, 0).numpy(), np.uint16))
+        (out / "meta").mkdir(parents=True, exist_ok=True)
+        (out / "meta" / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
+        records.append({"stem": stem, **meta})
+    return records
+
+
+def explain(spec: SimulationSpec) -> list[str]:
+    """Human-readable optics of a simulation set-up."""
+    lines = []
+    for label, obj in (("low-res", spec.objective_lr), ("high-res", spec.objective_hr)):
+        dof = ", ".join(f"{obj.depth_of_field_um(w):.1f}" for w in RGB_WAVELENGTHS_UM)
+        lines.append(f"{label}: x{obj.magnification:g}/NA {obj.na}, camera pixel {obj.camera_pixel_um} um -> "
+                     f"{obj.pixel_um:.3f} um at the sample; depth of field (R, G, B) {dof} um; "
+                     f"Airy radius (G) {0.61 * 0.54 / obj.na:.2f} um")
+    lo, hi = spec.defocus_um
+    for dz in (lo, hi):
+        r = dz * math.tan(math.asin(spec.objective_lr.na / spec.objective_lr.immersion_n))
+        lines.append(f"defocus {dz:g} um: geometric blur radius {r:.1f} um = {r / spec.objective_lr.pixel_um:.1f} "
+                     f"low-res px")
+    noise = "none" if spec.peak is None else f"Poisson {spec.peak:g} photons at white + Gaussian read {spec.read_sigma}"
+    lines.append(f"sampling ratio x{spec.scale}; noise: {noise}")
+    return lines

@@ -35,3 +35,13 @@ def test_deconvolution_sharpens_and_keeps_borders():
     assert err[..., :4, :].mean() < 2 * err.mean()  # reflect padding: no dark frame at the border
     zero_padded = richardson_lucy(blurred, psf, iterations=30, pad=0)
     assert (zero_padded - img).abs()[..., :2, :].mean() > 2 * err[..., :2, :].mean()
+
+
+def test_per_channel_psfs():
+    img = torch.from_numpy(smooth_image(40, 40, seed=3)).permute(2, 0, 1)
+    psfs = torch.stack([gaussian_kernel(s, radius=6) for s in (1.0, 1.5, 2.0)])
+    blurred = torch.stack([convolve(img[c : c + 1], psfs[c])[0] for c in range(3)])
+    joint = richardson_lucy(blurred, psfs, iterations=10)
+    for c in range(3):
+        single = richardson_lucy(blurred[c : c + 1], psfs[c], iterations=10)
+        assert torch.allclose(joint[c : c + 1], single, atol=1e-5)
