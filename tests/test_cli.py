@@ -97,3 +97,36 @@ def test_train_cli_then_restore(tmp_path, monkeypatch):
     res = runner.invoke(app, ["restore", str(data / "0.png"), "-o", str(tmp_path / "r.png"),
                               "--weights", str(run / "best.safetensors")])
     assert res.exit_code == 0 and read_image(tmp_path / "r.png").pages[0].shape == (192, 208, 3)
+
+
+def test_simulate_explain_and_datasets_list(tmp_path):
+    res = runner.invoke(app, ["simulate", "--explain"])
+    assert res.exit_code == 0 and "depth of field" in res.stdout and "1.300 um" in res.stdout
+    res = runner.invoke(app, ["datasets", "list", "--data-root", str(tmp_path)])
+    assert res.exit_code == 0 and "STAND-IN" in res.stdout and "pinecones" in res.stdout
+
+
+def test_simulated_dataset_trains(tmp_path, monkeypatch):
+    import mdeblur_cli.train as t
+
+    sim = tmp_path / "sim"
+    res = runner.invoke(app, ["simulate", "plant", str(sim), "--count", "2", "--size", "128", "--defocus", "30:40"])
+    assert res.exit_code == 0, res.output
+    assert len(list((sim / "lr").iterdir())) == 2 and len(list((sim / "meta").iterdir())) == 2
+    assert read_image(sim / "hr" / "plant_000000.png").pages[0].shape == (128, 128, 3)
+    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {"width": 4, "sr_width": 8, **kw})
+    res = runner.invoke(app, ["train", str(sim), "--model", "unet-sr", "--iters", "2", "--batch-size", "2",
+                              "--patch", "16", "--val-every", "2", "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "paired folder" in res.output and (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_pairs_align_cli(tmp_path):
+    from .test_pairs import synthetic_pair
+
+    lr, hr, _, _ = synthetic_pair()
+    write_image(tmp_path / "x5" / "a.png", (lr * 255).astype(np.uint8))
+    write_image(tmp_path / "x10" / "a.png", (hr * 255).astype(np.uint8))
+    res = runner.invoke(app, ["pairs", "align", str(tmp_path / "x5"), str(tmp_path / "x10"), str(tmp_path / "out")])
+    assert res.exit_code == 0 and "aligned" in res.output
+    assert (tmp_path / "out" / "align.json").exists()
