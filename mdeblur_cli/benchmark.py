@@ -62,10 +62,14 @@ def score(sr: torch.Tensor, hr: torch.Tensor, border: int, y_channel: bool = Fal
 
 def run_benchmark(
     pairs: list[BenchPair], methods: list[Method], scale: int, y_channel: bool = False,
-    on_step: Callable[[], None] | None = None,
-) -> list[dict]:
-    """Mean and std of PSNR/SSIM for every method, with seconds per output megapixel."""
+    on_step: Callable[[], None] | None = None, keep: int = 0,
+) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
+    """Mean and std of PSNR/SSIM for every method, with seconds per output megapixel.
+
+    Also returns the outputs of the first `keep` images, {image: {method: (H, W, C)}}, for figures.
+    """
     results = []
+    kept: dict[str, dict[str, np.ndarray]] = {p.name: {} for p in pairs[:keep]}
     for m in methods:
         ps, ss, ys, seconds, mpix = [], [], [], 0.0, 0.0
         per_image = {}
@@ -79,6 +83,8 @@ def run_benchmark(
             ps.append(a)
             ss.append(b)
             per_image[p.name] = {"psnr": a, "ssim": b}
+            if p.name in kept:
+                kept[p.name][m.name] = sr.clamp(0, 1).permute(1, 2, 0).numpy()
             if y_channel:
                 ys.append(score(sr, p.hr, scale, y_channel=True))
             if on_step is not None:
@@ -92,7 +98,7 @@ def run_benchmark(
             row["psnr_y"] = float(np.mean([y[0] for y in ys]))
             row["ssim_y"] = float(np.mean([y[1] for y in ys]))
         results.append(row)
-    return results
+    return results, kept
 
 
 # The paper's Table 1 (its own data and protocol; shown for reference only).

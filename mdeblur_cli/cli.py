@@ -124,6 +124,9 @@ def benchmark(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write results as a Markdown table.")] = None,
+    figure: Annotated[Path | None, typer.Option(help="Write a comparison figure (PNG) with zoomed regions.")] = None,
+    figure_images: Annotated[int, typer.Option(help="Images in the comparison figure.")] = 2,
+    plot_params: Annotated[Path | None, typer.Option(help="Write PSNR vs parameters (PNG; needs matplotlib).")] = None,
 ) -> None:
     """PSNR/SSIM of bicubic, RL-deconvolution + SR, U-Net + SR and M-Deblurgan on one dataset."""
     import json
@@ -160,7 +163,8 @@ def benchmark(
         fail(exc)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("benchmark", total=len(runs) * len(evalset.pairs))
-        results = bm.run_benchmark(evalset.pairs, runs, 2, y_channel, on_step=lambda: progress.advance(task))
+        results, kept = bm.run_benchmark(evalset.pairs, runs, 2, y_channel, on_step=lambda: progress.advance(task),
+                                         keep=figure_images if figure else 0)
     rep = bm.report(evalset, results, 2)
     table = Table(title=bm.header_line(rep), title_justify="left")
     for col in ("method", "PSNR (dB)", "SSIM", *(("PSNR-Y", "SSIM-Y") if y_channel else ()), "params", "s/Mpix",
@@ -181,6 +185,23 @@ def benchmark(
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text if text.endswith("\n") else text + "\n")
+    from . import figures
+
+    if figure is not None:
+        items = []
+        for p in evalset.pairs[:figure_images]:
+            psnrs = {r["method"]: r["per_image"][p.name]["psnr"] for r in results}
+            items.append({"name": f"{p.name} ({'stand-in' if evalset.stand_in else 'real'})",
+                          "input": figures.preview_input(p.lr, 2), "outputs": kept[p.name],
+                          "truth": p.hr.permute(1, 2, 0).numpy(), "psnr": psnrs})
+        figures.comparison_figure(items, figure)
+        console.print(f"figure: {figure}")
+    if plot_params is not None:
+        try:
+            figures.params_plot(results, bm.header_line(rep)[:90], plot_params)
+        except MdeblurError as exc:
+            fail(exc)
+        console.print(f"plot: {plot_params}")
 
 
 datasets_app = typer.Typer(help="Named datasets: what is found where.", no_args_is_help=True)

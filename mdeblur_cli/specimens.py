@@ -37,7 +37,7 @@ def plant_tissue(size: int = 512, seed: int = 0) -> np.ndarray:
     """A stained plant-tissue section like a pine-cone slice: polygonal cells, thick walls, nuclei, tears."""
     rng = np.random.default_rng(seed)
     h = w = size
-    cell = rng.uniform(22, 44)  # mean cell diameter in px (14-29 um)
+    cell = rng.uniform(30, 60)  # mean cell diameter in px (20-40 um)
     # Jittered grid seeds, with a smooth warp so cell size varies across the section.
     ys, xs = np.mgrid[-1 : h / cell + 1, -1 : w / cell + 1]
     pts = np.stack([ys.ravel(), xs.ravel()], 1) * cell + rng.normal(0, 0.28 * cell, (ys.size, 2))

@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mdeblur_cli.benchmark import bicubic_method, model_method, parse_psf, rl_method, run_benchmark
+from mdeblur_cli.cli import app
+from mdeblur_cli.datasets import load_eval_set
+from mdeblur_cli.errors import MdeblurError
+from mdeblur_cli.figures import pick_regions
+
+runner = CliRunner()
+
+
+def test_rl_beats_bicubic_on_the_protocol_it_knows():
+    es = load_eval_set("reserved", limit=2)
+    results, kept = run_benchmark(es.pairs, [bicubic_method(2), rl_method(2)], 2, y_channel=True, keep=1)
+    by = {r["method"]: r for r in results}
+    assert by["rl-sr"]["psnr"] > by["bicubic"]["psnr"] + 1
+    assert {"psnr_y", "ssim_y", "seconds_per_mpix"} <= set(by["bicubic"])
+    assert list(kept) == ["retina"] and kept["retina"]["rl-sr"].shape == (512, 512, 3)
+
+
+def test_model_method_counts_parameters(tiny_model):
+    es = load_eval_set("reserved", limit=1)
+    es.pairs[0].lr = es.pairs[0].lr[:, :40, :40]
+    es.pairs[0].hr = es.pairs[0].hr[:, :80, :80]
+    results, _ = run_benchmark(es.pairs, [model_method("m", tiny_model, torch.device("cpu"))], 2)
+    assert results[0]["params"] == sum(p.numel() for p in tiny_model.parameters())
+
+
+def test_psf_specs(tmp_path):
+    assert parse_psf("gaussian:1.5").sum().item() == pytest.approx(1)
+    assert parse_psf("disk:2").shape[0] % 2 == 1
+    np.save(tmp_path / "k.npy", np.ones((5, 5)))
+    assert parse_psf(str(tmp_path / "k.npy")).sum().item() == pytest.approx(1)
+    with pytest.raises(MdeblurError):
+        parse_psf("gaussian:abc")
+    with pytest.raises(MdeblurError):
+        parse_psf("nothing")
+
+
+def test_regions_go_where_methods_differ():
+    a = np.zeros((100, 100, 3), np.float32)
+    b = a.copy()
+    b[60:80, 10:30] = 1
+    (y, x), _ = pick_regions([a, b], 20)
+    assert abs(y - 60) <= 2 and abs(x - 10) <= 2
+
+
+def test_cli_json_shape_and_figure(tmp_path, tiny_weights):
+    out = tmp_path / "r.json"
+    fig = tmp_path / "f.png"
+    res = runner.invoke(app, ["benchmark", "--dataset", "reserved", "--limit", "1", "--methods", "bicubic,mdeblurgan",
+                              "--weights", str(tiny_weights), "--json", str(out), "--figure", str(fig),
+                              "--figure-images", "1", "--markdown", str(tmp_path / "r.md")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert rep["dataset"] == "reserved" and rep["stand_in"] is False and rep["protocol"]["name"] == "FIRE"
+    row = rep["results"][1]
+    assert {"method", "psnr", "psnr_std", "ssim", "ssim_std", "params", "seconds_per_mpix", "n_images"} <= set(row)
+    assert row["n_images"] == 1 and fig.exists() and "| mdeblurgan |" in (tmp_path / "r.md").read_text()
+
+
+def test_cli_stand_in_notice_and_bad_method(tmp_path):
+    res = runner.invoke(app, ["benchmark", "--dataset", "fire", "--limit", "1", "--methods", "bicubic",
+                              "--data-root", str(tmp_path)])
+    assert res.exit_code == 0 and "STAND-IN" in res.output
+    res = runner.invoke(app, ["benchmark", "--methods", "magic"])
+    assert res.exit_code == 2 and "magic" in res.output
