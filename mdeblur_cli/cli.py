@@ -38,43 +38,86 @@ def main(
     """mdeblur command line."""
 
 
-@app.command(epilog="Examples:\n\n  mdeblur train dataset/ --iters 2000 --out runs/mine\n\n  mdeblur train builtin --model unet-sr --threads 1")
+@app.command(epilog="Examples:\n\n  mdeblur train dataset/ --iters 2000 --out runs/mine\n\n  mdeblur train builtin --model unet-sr --threads 1\n\n  mdeblur train dataset/ --loss-balance auto --adversarial-weight 1e-3 --adv-start 1000 --vgg19-weights vgg19-dcbb9e9d.pth\n\n  mdeblur train --resume runs/mine\n\n  mdeblur train --compare runs/a runs/b\n\n  torchrun --nproc_per_node=2 -m mdeblur_cli train dataset/ --out runs/ddp")
 def train(
-    dataset: Annotated[str, typer.Argument(help="Folder of HR images, a paired folder with lr/ and hr/, or 'builtin'.")],
-    model: Annotated[str, typer.Option(help="mdeblurgan or unet-sr.")] = "mdeblurgan",
-    preset: Annotated[str, typer.Option(help="Network size: small (CPU) or paper (GPU).")] = "small",
+    dataset: Annotated[str | None, typer.Argument(help="Folder of HR images, a paired folder with lr/ and hr/, or 'builtin'.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file; options given here override it.")] = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the default config as TOML and exit.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory from its state.pt.")] = None,
+    compare: Annotated[list[Path] | None, typer.Option(help="Plot validation PSNR of these runs into --out/training_curve.png.")] = None,
+    model: Annotated[str | None, typer.Option(help="mdeblurgan or unet-sr. [default: mdeblurgan]")] = None,
+    preset: Annotated[str | None, typer.Option(help="Network size: small (CPU) or paper (GPU). [default: small]")] = None,
     no_oa: Annotated[bool, typer.Option("--no-oa", help="Ablation: mdeblurgan without the optimal approximation module.")] = False,
-    iters: Annotated[int, typer.Option(help="Training iterations.")] = 6000,
-    epochs: Annotated[int | None, typer.Option(help="Alternative to --iters: epochs of (images / batch size) iterations.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Patches per iteration.")] = 8,
-    patch: Annotated[int, typer.Option(help="Low-res patch side in pixels.")] = 48,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate before the decay.")] = 2e-4,
-    ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 - SSIM) term.")] = 0.01,
-    val_every: Annotated[int, typer.Option(help="Validate and save every N iterations.")] = 250,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    iters: Annotated[int | None, typer.Option(help="Training iterations. [default: 6000]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Alternative to --iters: one epoch shows about as many HR pixels as the data holds.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Patches per iteration and process. [default: 8]")] = None,
+    patch: Annotated[int | None, typer.Option(help="Low-res patch side in pixels. [default: 48]")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate before the decay. [default: 2e-4]")] = None,
+    ssim_weight: Annotated[float | None, typer.Option(help="beta, weight of (1 - SSIM). [default: 0.01]")] = None,
+    perceptual_weight: Annotated[float | None, typer.Option(help="alpha, weight of the VGG19 perceptual loss. [default: 0]")] = None,
+    adversarial_weight: Annotated[float | None, typer.Option(help="gamma, weight of the adversarial loss. [default: 0]")] = None,
+    adv_start: Annotated[int | None, typer.Option(help="Iteration at which the adversarial term starts. [default: 0]")] = None,
+    loss_balance: Annotated[str | None, typer.Option(help="fixed, or auto: alpha and beta from the first batches. [default: fixed]")] = None,
+    vgg19_weights: Annotated[str | None, typer.Option(help="torchvision's vgg19-dcbb9e9d.pth (or safetensors); else torch's hub cache.")] = None,
+    ema: Annotated[float | None, typer.Option(help="EMA decay of the generator, e.g. 0.999; 0 = off. [default: 0]")] = None,
+    val_every: Annotated[int | None, typer.Option(help="Validate and save weights every N iterations. [default: 250]")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Write state.pt every N iterations. [default: 250]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [default: auto]")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, or bf16/fp16 autocast on CUDA. [default: fp32]")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    out: Annotated[Path, typer.Option(help="Run directory for weights and logs.")] = Path("runs/train"),
+    seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory for weights and logs. [default: runs/train]")] = None,
 ) -> None:
-    """Train M-Deblurgan (or the U-Net + SR baseline) on your own images."""
-    from .train import TrainConfig
+    """Train M-Deblurgan (or the U-Net + SR baseline) on your own images; resumable, multi-GPU with torchrun."""
+    from .train import TrainConfig, config_from_toml, config_to_toml, read_metrics
     from .train import train as run_training
 
-    if epochs is not None:
-        from .datasets import load_sources
-
-        try:
-            n = len(load_sources(None if dataset == "builtin" else dataset, 2)[0])
-        except MdeblurError as exc:
-            fail(exc)
-        iters = max(1, epochs * max(1, n // batch_size))
-    cfg = TrainConfig(
-        data=None if dataset == "builtin" else dataset, model=model, preset=preset, use_oa=not no_oa, iters=iters,
-        batch_size=batch_size, patch=patch, learning_rate=learning_rate, ssim_weight=ssim_weight,
-        val_every=val_every, device=device, threads=threads, seed=seed, out=str(out),
-    )
+    if print_config:
+        print(config_to_toml(TrainConfig()), end="")
+        return
     try:
-        run_training(cfg, console=console)
+        if compare:
+            from .figures import training_curve
+
+            target = (out or Path("runs")) / "training_curve.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            training_curve({str(r): read_metrics(r) for r in compare}, target)
+            console.print(f"wrote {target}")
+            return
+        if resume is not None:
+            if not (resume / "config.toml").is_file():
+                raise MdeblurError(f"{resume}: not a run directory (no config.toml)")
+            cfg = config_from_toml(resume / "config.toml", {"out": str(resume), "device": device, "threads": threads})
+        else:
+            if dataset is None:
+                raise MdeblurError("train needs DATASET (a folder, or 'builtin'), --resume RUN_DIR or --print-config")
+            overrides = {
+                "data": None if dataset == "builtin" else dataset, "model": model, "preset": preset,
+                "use_oa": False if no_oa else None, "iters": iters, "batch_size": batch_size, "patch": patch,
+                "learning_rate": learning_rate, "ssim_weight": ssim_weight, "perceptual_weight": perceptual_weight,
+                "adversarial_weight": adversarial_weight, "adv_start": adv_start, "loss_balance": loss_balance,
+                "vgg19_weights": vgg19_weights, "ema": ema, "val_every": val_every,
+                "checkpoint_every": checkpoint_every, "device": device, "precision": precision, "threads": threads,
+                "seed": seed, "out": str(out) if out else None,
+            }
+            cfg = config_from_toml(config, overrides) if config else TrainConfig(
+                **{k: v for k, v in overrides.items() if v is not None})
+            if dataset == "builtin":
+                cfg.data = None
+            if epochs is not None:
+                from .datasets import load_sources
+                from .train import iters_per_epoch, split_sources
+
+                train_src, _ = split_sources(load_sources(cfg.data, cfg.scale)[0], cfg.scale)
+                cfg.iters = epochs * iters_per_epoch(train_src, cfg)
+            if cfg.model not in ("mdeblurgan", "unet-sr"):
+                raise MdeblurError(f"--model {cfg.model}: use mdeblurgan or unet-sr")
+            if cfg.loss_balance not in ("fixed", "auto"):
+                raise MdeblurError(f"--loss-balance {cfg.loss_balance}: use fixed or auto")
+        run_training(cfg, console=console, resume=resume is not None)
+    except KeyboardInterrupt as exc:
+        console.print(f"[yellow]interrupted:[/yellow] {exc}. Resume with: mdeblur train --resume {cfg.out}")
+        raise typer.Exit(130) from None
     except (MdeblurError, KeyError) as exc:
         fail(MdeblurError(str(exc).strip("'\"")))
 

@@ -109,3 +109,42 @@ def preview_input(lr: torch.Tensor, scale: int) -> np.ndarray:
     from .degrade import upscale_bicubic
 
     return upscale_bicubic(lr, scale).permute(1, 2, 0).numpy()
+
+
+PLOT_COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+
+
+def training_curve(runs: dict[str, list[dict]], path: Path, width: int = 640, height: int = 400) -> None:
+    """Validation PSNR against epoch for one or more runs (like the paper's Figure 6), drawn with OpenCV."""
+    series = {name: ([float(r["epoch"]) for r in rows], [float(r["val_psnr"]) for r in rows])
+              for name, rows in runs.items() if rows}
+    img = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 60, 20, 20, 45
+    if series:
+        xs = [x for xv, _ in series.values() for x in xv]
+        ys = [y for _, yv in series.values() for y in yv]
+        x0, x1 = 0.0, max(max(xs), 1e-6)
+        y0, y1 = min(ys) - 0.2, max(ys) + 0.2
+
+        def px(x: float, y: float) -> tuple[int, int]:
+            return (int(left + (x - x0) / (x1 - x0) * (width - left - right)),
+                    int(height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)))
+
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        for i in range(5):
+            yv = y0 + (y1 - y0) * i / 4
+            cv2.line(img, px(x0, yv), px(x1, yv), (225, 225, 225), 1)
+            cv2.putText(img, f"{yv:.1f}", (5, px(x0, yv)[1] + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+            xv = x0 + (x1 - x0) * i / 4
+            cv2.putText(img, f"{xv:.0f}", (px(xv, y0)[0] - 8, height - bottom + 16), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.rectangle(img, px(x0, y1), px(x1, y0), (0, 0, 0), 1)
+        cv2.putText(img, "epoch", (width // 2 - 20, height - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, "val PSNR (dB)", (5, 14), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        for k, (name, (xv, yv)) in enumerate(series.items()):
+            colour = PLOT_COLOURS[k % len(PLOT_COLOURS)][::-1]
+            pts = np.array([px(x, y) for x, y in zip(xv, yv, strict=True)], np.int32)
+            cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
+            cv2.putText(img, name, (left + 10, top + 18 + 18 * k), font, 0.45, colour, 1, cv2.LINE_AA)
+    from .io import write_image
+
+    write_image(path, img[..., ::-1].copy())

@@ -1,27 +1,39 @@
-"""The training loop: degradation on the fly, two-part MSE + SSIM, Adam, LR decay, best-by-validation."""
+"""The training loop: on-the-fly degradation, the paper's losses, LR decay, best-by-validation, crash-safe resume."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
 import json
+import math
+import os
+import random
+import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from . import distributed as ddp
 from .datasets import PairedImage, PatchSampler, load_sources, split_columns
 from .degrade import DegradationSpec, random_degradation
-from .device import resolve_device
+from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
 from .metrics import psnr, ssim
-from .models import build_model, count_params, preset_config
+from .models import Discriminator, build_model, count_params, preset_config
+from .vgg import DEFAULT_LAYER, PerceptualLoss, find_vgg19_weights, load_vgg19_features
 from .weights import save_weights
 
 VAL_SEED = 1_000_003  # validation degradations use seeds from here, fixed across runs
+STATE_FILE = "state.pt"
+BALANCE_BATCHES = 4  # batches measured by --loss-balance auto
+BALANCE_SHARE = 0.10  # share of the MSE and of the SSIM term in the combined loss (paper: 5-15%)
 
 
 @dataclass
@@ -40,13 +52,65 @@ class TrainConfig:
     final_learning_rate: float = 1e-7
     decay_start: float = 0.75  # share of iterations at constant learning rate, then linear decay
     deblur_weight: float = 1.0  # MSE(deblurred, clear LR)
-    ssim_weight: float = 0.01  # (1 - SSIM(SR, HR))
+    ssim_weight: float = 0.01  # beta: (1 - SSIM(SR, HR))
+    perceptual_weight: float = 0.0  # alpha: VGG19 feature MSE
+    adversarial_weight: float = 0.0  # gamma: generator BCE against the discriminator
+    loss_balance: str = "fixed"  # fixed | auto (alpha, beta from the first batches)
+    vgg19_weights: str | None = None
+    vgg_layer: int = DEFAULT_LAYER
+    adv_start: int = 0  # iteration at which the adversarial term starts (pixel-loss warm-up)
+    ema: float = 0.0  # EMA decay of the generator weights; 0: off
+    zoom_prob: float = 0.5  # share of patches magnified x1-3 for smooth content
     val_every: int = 250
+    checkpoint_every: int = 250
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
     threads: int | None = None
     out: str = "runs/train"
     degradation: DegradationSpec = field(default_factory=DegradationSpec)
+
+
+# ---------------------------------------------------------------- config files
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def config_to_toml(cfg: TrainConfig) -> str:
+    """The config as TOML (None values are left out)."""
+    d = asdict(cfg)
+    deg = d.pop("degradation")
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if v is not None]
+    lines += ["", "[degradation]", *(f"{k} = {_toml_value(v)}" for k, v in deg.items())]
+    return "\n".join(lines) + "\n"
+
+
+def config_from_toml(path: Path, overrides: dict) -> TrainConfig:
+    """A TOML file, then CLI overrides (non-None values), on top of the defaults."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise MdeblurError(f"{path}: not a readable TOML config ({exc})") from None
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise MdeblurError(f"{path}: unknown config keys {', '.join(sorted(unknown))}")
+    deg = raw.pop("degradation", {})
+    spec = DegradationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in deg.items()})
+    return TrainConfig(**{**raw, **{k: v for k, v in overrides.items() if v is not None}, "degradation": spec})
+
+
+# ---------------------------------------------------------------- data and validation
 
 
 def learning_rate_at(cfg: TrainConfig, it: int) -> float:
@@ -65,8 +129,8 @@ def split_sources(sources: list, scale: int) -> tuple[list, list]:
         if isinstance(src, PairedImage):
             lr_train, lr_val = split_columns(src.lr, min_val=16)
             cut = lr_train.shape[-1] * scale
-            train.append(PairedImage(lr_train, src.hr[..., :cut]))
-            val.append(PairedImage(lr_val, src.hr[..., cut : cut + lr_val.shape[-1] * scale]))
+            train.append(PairedImage(lr_train, src.hr[..., :cut], src.name))
+            val.append(PairedImage(lr_val, src.hr[..., cut : cut + lr_val.shape[-1] * scale], src.name))
         else:
             t, v = split_columns(src, multiple=4 * scale, min_val=16 * scale)
             train.append(t)
@@ -96,98 +160,360 @@ def validation_set(val_sources: list, spec: DegradationSpec, copies: int = 2) ->
 @torch.no_grad()
 def validate(model: torch.nn.Module, pairs: list, device: torch.device, scale: int) -> tuple[float, float]:
     """Mean PSNR and SSIM (RGB, data range 1, border = scale) over the validation pairs."""
+    was_training = model.training
     model.eval()
     ps, ss = [], []
     for lr, hr in pairs:
-        sr = model(lr[None].to(device))[0].clamp(0, 1).cpu()
+        sr = model(lr[None].to(device))[0].float().clamp(0, 1).cpu()
         ps.append(psnr(sr, hr[None], border=scale).item())
         ss.append(ssim(sr, hr[None], border=scale).item())
-    model.train()
+    model.train(was_training)
     return sum(ps) / len(ps), sum(ss) / len(ss)
 
 
-def generator_loss(sr, deblurred, hr, lr_clear, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """The paper's two-part MSE plus the SSIM term; returns the total and its parts."""
-    parts = {
-        "mse_sr": F.mse_loss(sr, hr),
-        "mse_deblur": cfg.deblur_weight * F.mse_loss(deblurred, lr_clear),
-        "ssim": cfg.ssim_weight * (1 - ssim(sr, hr).mean()),
+def iters_per_epoch(sources: list, cfg: TrainConfig) -> int:
+    """Iterations that show about as many HR pixels as the training images hold."""
+    pixels = sum((s.hr if isinstance(s, PairedImage) else s).shape[-1] * (s.hr if isinstance(s, PairedImage) else s)
+                 .shape[-2] for s in sources)
+    return max(1, math.ceil(pixels / (cfg.batch_size * (cfg.patch * cfg.scale) ** 2)))
+
+
+# ---------------------------------------------------------------- losses
+
+
+class Losses:
+    """The generator objective L = MSE_deblur + MSE_SR + alpha L_percep + beta L_SSIM + gamma L_adv."""
+
+    def __init__(self, cfg: TrainConfig, perceptual: PerceptualLoss | None, disc: torch.nn.Module | None) -> None:
+        self.cfg = cfg
+        self.perceptual = perceptual
+        self.disc = disc
+        self.alpha = cfg.perceptual_weight if perceptual is not None else 0.0
+        self.beta = cfg.ssim_weight
+        self.gamma = cfg.adversarial_weight if disc is not None else 0.0
+
+    def raw_terms(self, sr, deblurred, hr, lr_clear, adversarial: bool) -> dict[str, torch.Tensor]:
+        terms = {
+            "mse": F.mse_loss(sr, hr) + self.cfg.deblur_weight * F.mse_loss(deblurred, lr_clear),
+            "ssim": 1 - ssim(sr.float(), hr.float()).mean(),
+        }
+        if self.perceptual is not None:
+            terms["percep"] = self.perceptual(sr, hr)
+        if self.disc is not None and adversarial:
+            logits = self.disc(sr)
+            terms["adv"] = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        return terms
+
+    def weighted(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        w = {"mse": 1.0, "ssim": self.beta, "percep": self.alpha, "adv": self.gamma}
+        return {k: w[k] * v for k, v in terms.items()}
+
+    def balance(self, means: dict[str, float]) -> None:
+        """--loss-balance auto: MSE and SSIM terms each about 10% of the combined loss (the paper's 5-15%)."""
+        m, s = means["mse"], max(means["ssim"], 1e-12)
+        total = m / BALANCE_SHARE  # MSE is 10% of the total ...
+        self.beta = m / s  # ... and so is beta * SSIM
+        if self.perceptual is not None:  # the perceptual term takes the rest, after the adversarial term
+            rest = total - m - self.beta * s - self.gamma * means.get("adv", 0.0)
+            self.alpha = max(rest, 0.0) / max(means["percep"], 1e-12)
+
+    def describe(self) -> str:
+        parts = ["mse_sr", f"{self.cfg.deblur_weight:g}*mse_deblur", f"{self.beta:.4g}*(1-ssim)"]
+        if self.perceptual is not None:
+            parts.append(f"{self.alpha:.4g}*perceptual(VGG19 features.{self.cfg.vgg_layer})")
+        elif self.cfg.perceptual_weight > 0 or self.cfg.loss_balance == "auto":
+            parts.append("perceptual ABSENT (no VGG19 weights)")
+        if self.disc is not None:
+            parts.append(f"{self.gamma:.4g}*adversarial(from iteration {self.cfg.adv_start})")
+        return " + ".join(parts)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _rng_state(sampler: PatchSampler) -> dict:
+    np_state = np.random.get_state()
+    return {
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "sampler": sampler.generator.get_state(),
     }
-    return sum(parts.values()), {k: v.item() for k, v in parts.items()}
 
 
-def train(cfg: TrainConfig, console=None) -> dict:
-    """Run one training run and write best/last weights, metrics.csv and train.log under cfg.out."""
-    torch.manual_seed(cfg.seed)
+def _set_rng_state(state: dict, sampler: PatchSampler, sampler_state: torch.Tensor) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    torch.set_rng_state(state["torch"])
+    sampler.generator.set_state(sampler_state)
+
+
+def save_state(path: Path, state: dict) -> None:
+    """torch.save to a temp file, then rename: a crash never leaves a half-written checkpoint."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> dict:
+    if not path.is_file():
+        raise MdeblurError(f"{path.parent}: no {STATE_FILE} to resume from")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise MdeblurError(f"{path}: unreadable training state ({type(exc).__name__})") from None
+
+
+# ---------------------------------------------------------------- the loop
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints and exits at the end of the iteration."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _truncate_metrics(path: Path, upto: int) -> None:
+    if not path.exists():
+        return
+    rows = list(csv.reader(path.open()))
+    keep = [METRIC_COLUMNS] + [r for r in rows[1:] if r and int(r[0]) <= upto]
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(keep)
+
+
+METRIC_COLUMNS = ["iter", "epoch", "learning_rate", "loss", "mse", "ssim_term", "percep_term", "adv_term", "d_loss",
+                  "val_psnr", "val_ssim", "seconds"]
+
+
+def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
+    """Run (or resume) a training run; writes best/last weights, state.pt, metrics.csv, train.log under cfg.out."""
+    device = resolve_device(cfg.device)
+    dinfo = ddp.init(device.type)
+    if dinfo.enabled and device.type == "cuda":
+        device = torch.device("cuda", dinfo.local_rank)
+    amp_dtype = resolve_precision(cfg.precision, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed + dinfo.rank)
+    random.seed(cfg.seed + dinfo.rank)
+    np.random.seed(cfg.seed + dinfo.rank)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    say = (console.print if console is not None else print) if dinfo.main else (lambda *a, **k: None)
     cfg.degradation.scale = cfg.scale
+
     overrides = {"scale": cfg.scale}
     if cfg.model == "mdeblurgan":
         overrides["use_oa"] = cfg.use_oa
     model = build_model(cfg.model, preset_config(cfg.model, cfg.preset, **overrides)).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     sources, data_desc = load_sources(cfg.data, cfg.scale)
     train_src, val_src = split_sources(sources, cfg.scale)
-    sampler = PatchSampler(train_src, cfg.patch, cfg.degradation, cfg.seed)
+    shard = train_src[dinfo.rank :: dinfo.world] if len(train_src) >= dinfo.world else train_src
+    sampler = PatchSampler(shard, cfg.patch, cfg.degradation, cfg.seed * 1009 + dinfo.rank, zoom_prob=cfg.zoom_prob)
     val_pairs = validation_set(val_src, cfg.degradation)
     if not val_pairs:
         raise MdeblurError("no image is large enough for a validation strip (need at least 32 px of width to spare)")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    log = open(out / "train.log", "a")
-    metrics_file = open(out / "metrics.csv", "w", newline="")
-    writer = csv.writer(metrics_file)
-    writer.writerow(["iter", "learning_rate", "loss", "mse_sr", "mse_deblur", "ssim_term", "val_psnr", "val_ssim", "seconds"])
-    say = console.print if console is not None else print
-    say(f"training {cfg.model} ({count_params(model):,} params) on {data_desc}, {len(val_pairs)} validation pairs, device {device}")
+    per_epoch = iters_per_epoch(train_src, cfg)
+
+    perceptual = None
+    if cfg.perceptual_weight > 0 or cfg.loss_balance == "auto":
+        vgg_path = find_vgg19_weights(cfg.vgg19_weights)
+        if vgg_path is None:
+            say("[yellow]note:[/yellow] no VGG19 weights (--vgg19-weights, or vgg19-dcbb9e9d.pth in torch's hub cache): "
+                "training WITHOUT the perceptual term; this is recorded in the weights' metadata")
+        else:
+            perceptual = PerceptualLoss(load_vgg19_features(vgg_path), cfg.vgg_layer).to(device)
+    disc = Discriminator(model.cfg.channels).to(device) if cfg.adversarial_weight > 0 else None
+    losses = Losses(cfg, perceptual, disc)
+
+    net = model
+    if dinfo.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dinfo.local_rank] if device.type == "cuda" else None)
+        if disc is not None:
+            disc = torch.nn.parallel.DistributedDataParallel(disc, device_ids=[dinfo.local_rank] if device.type == "cuda" else None)
+            losses.disc = disc
+    opt_g = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.999)) if disc is not None else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    ema = copy.deepcopy(model).eval() if cfg.ema > 0 else None
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype != torch.float32
+                else contextlib.nullcontext())
+
+    start, best, running = 0, {"psnr": -1.0, "ssim": 0.0, "iter": 0}, {}
+    if resume:
+        state = load_state(out / STATE_FILE)
+        model.load_state_dict(state["generator"])
+        opt_g.load_state_dict(state["opt_g"])
+        if disc is not None:
+            (disc.module if dinfo.enabled else disc).load_state_dict(state["discriminator"])
+            opt_d.load_state_dict(state["opt_d"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        scaler.load_state_dict(state["scaler"])
+        start, best, running = state["iteration"], state["best"], state["running"]
+        losses.alpha, losses.beta = state["alpha"], state["beta"]
+        _set_rng_state(state["rng"], sampler, state["sampler_states"][dinfo.rank])
+        say(f"resuming {out} at iteration {start}")
+    elif cfg.loss_balance == "auto":
+        sums: dict[str, float] = {}
+        with torch.no_grad():
+            for _ in range(BALANCE_BATCHES):
+                lr, lr_clear, hr = (t.to(device) for t in sampler.batch(cfg.batch_size))
+                sr, deblurred = net(lr)
+                for k, v in losses.raw_terms(sr, deblurred, hr, lr_clear, adversarial=True).items():
+                    sums[k] = sums.get(k, 0.0) + v.item() / BALANCE_BATCHES
+        losses.balance(sums)
+        say(f"loss balance (auto, from {BALANCE_BATCHES} batches): alpha {losses.alpha:.4g}, beta {losses.beta:.4g}")
+
+    log = metrics_file = writer = None
+    if dinfo.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.toml").write_text(config_to_toml(cfg))
+        (out / "config.json").write_text(json.dumps({**asdict(cfg), "alpha": losses.alpha, "beta": losses.beta,
+                                                     "world_size": dinfo.world}, indent=2) + "\n")
+        if resume:
+            _truncate_metrics(out / "metrics.csv", start)
+        else:
+            (out / "metrics.csv").unlink(missing_ok=True)
+        new_file = not (out / "metrics.csv").exists()
+        metrics_file = open(out / "metrics.csv", "a", newline="")
+        writer = csv.writer(metrics_file)
+        if new_file:
+            writer.writerow(METRIC_COLUMNS)
+            metrics_file.flush()
+        log = open(out / "train.log", "a")
+        if resume:
+            log.write(f"resumed at iteration {start}\n")
+    say(f"training {cfg.model} ({count_params(model):,} params) on {data_desc}; {len(val_pairs)} validation pairs; "
+        f"device {device}; {dinfo.world} process(es), global batch {cfg.batch_size * dinfo.world}; "
+        f"loss {losses.describe()}")
     provenance = {
-        "data": data_desc, "degradation": cfg.degradation.to_dict(), "losses": "mse_sr + mse_deblur + ssim",
-        "loss_weights": {"deblur": cfg.deblur_weight, "ssim": cfg.ssim_weight}, "batch_size": cfg.batch_size,
-        "patch_lr": cfg.patch, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
+        "data": data_desc, "degradation": cfg.degradation.to_dict(), "zoom_prob": cfg.zoom_prob,
+        "losses": losses.describe(), "vgg19": "used" if perceptual is not None else "absent",
+        "batch_size": cfg.batch_size * dinfo.world, "patch_lr": cfg.patch, "learning_rate": cfg.learning_rate,
+        "schedule": f"constant {cfg.decay_start:.0%}, then linear to {cfg.final_learning_rate:g}",
+        "seed": cfg.seed, "ema": cfg.ema, "precision": cfg.precision,
         "command": " ".join(["mdeblur", *sys.argv[1:]]) if sys.argv and "mdeblur" in sys.argv[0] else None,
     }
-    best = {"psnr": -1.0, "ssim": 0.0, "iter": 0}
-    start, running = time.time(), {}
+    t0 = time.time() - (running.get("_seconds", 0.0))
+
+    def snapshot(it: int) -> None:
+        sampler_states = ddp.gather_objects(sampler.generator.get_state(), dinfo)
+        if not dinfo.main:
+            return
+        running["_seconds"] = time.time() - t0
+        save_state(out / STATE_FILE, {
+            "iteration": it, "generator": model.state_dict(), "opt_g": opt_g.state_dict(),
+            "discriminator": (disc.module if dinfo.enabled else disc).state_dict() if disc is not None else {},
+            "opt_d": opt_d.state_dict() if opt_d is not None else {}, "ema": ema.state_dict() if ema is not None else {},
+            "scaler": scaler.state_dict(), "best": best, "running": dict(running), "alpha": losses.alpha,
+            "beta": losses.beta, "rng": _rng_state(sampler), "sampler_states": sampler_states,
+        })
+
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=console is None) as progress:
-        task = progress.add_task("train", total=cfg.iters, info="")
-        for it in range(1, cfg.iters + 1):
-            for group in opt.param_groups:
+    stopped_at = None
+    with _StopRequest() as stop, Progress(*columns, console=console, disable=console is None or not dinfo.main) as bar:
+        task = bar.add_task("train", total=cfg.iters, completed=start, info="")
+        for it in range(start + 1, cfg.iters + 1):
+            for group in opt_g.param_groups:
                 group["lr"] = learning_rate_at(cfg, it - 1)
             lr, lr_clear, hr = (t.to(device) for t in sampler.batch(cfg.batch_size))
-            sr, deblurred = model(lr)
-            loss, parts = generator_loss(sr, deblurred, hr, lr_clear, cfg)
+            if device.type == "cuda":
+                lr = lr.contiguous(memory_format=torch.channels_last)
+            adversarial = disc is not None and it > cfg.adv_start
+            d_loss = torch.zeros(())
+            with autocast:
+                sr, deblurred = net(lr)
+            if adversarial:
+                for group in opt_d.param_groups:
+                    group["lr"] = learning_rate_at(cfg, it - 1)
+                with autocast:  # one forward over real and fake, as DDP expects one forward per backward
+                    logits = disc(torch.cat([hr, sr.detach().to(hr.dtype)]))
+                    target = torch.cat([torch.ones(len(hr)), torch.zeros(len(hr))]).to(logits)
+                    d_loss = 2 * F.binary_cross_entropy_with_logits(logits, target)
+                opt_d.zero_grad(set_to_none=True)
+                scaler.scale(d_loss).backward()
+                scaler.step(opt_d)
+            with autocast:
+                terms = losses.weighted(losses.raw_terms(sr.float(), deblurred.float(), hr, lr_clear, adversarial))
+                loss = sum(terms.values())
             if not torch.isfinite(loss):
-                raise RuntimeError(f"loss became {loss.item()} at iteration {it}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            for k, v in {"loss": loss.item(), **parts}.items():
+                raise MdeblurError(f"loss became {loss.item()} at iteration {it}; lower --learning-rate")
+            opt_g.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt_g)
+            scaler.update()
+            if ema is not None:
+                with torch.no_grad():
+                    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                        pe.lerp_(pm.detach(), 1 - cfg.ema)
+            values = {"loss": loss.item(), "d_loss": d_loss.item(), **{k: v.item() for k, v in terms.items()}}
+            for k, v in values.items():
                 running[k] = v if k not in running else 0.98 * running[k] + 0.02 * v
-            val = None
-            if it % cfg.val_every == 0 or it == cfg.iters:
-                val = validate(model, val_pairs, device, cfg.scale)
-                elapsed = time.time() - start
-                info = {**provenance, "iterations": it, "val_psnr": val[0], "val_ssim": val[1], "wall_seconds": round(elapsed)}
-                save_weights(out / "last.safetensors", model, cfg.model, info)
+            if dinfo.main and (it % cfg.val_every == 0 or it == cfg.iters):
+                release = ema if ema is not None else model
+                val = validate(release, val_pairs, device, cfg.scale)
+                elapsed = time.time() - t0
+                info = {**provenance, "iterations": it, "val_psnr": val[0], "val_ssim": val[1],
+                        "val_protocol": "right-most 20% of each training image, training degradation mix, 2 seeds",
+                        "wall_seconds": round(elapsed)}
+                save_weights(out / "last.safetensors", release, cfg.model, info)
                 if val[0] > best["psnr"]:
                     best = {"psnr": val[0], "ssim": val[1], "iter": it}
-                    save_weights(out / "best.safetensors", model, cfg.model, info)
-                writer.writerow([it, opt.param_groups[0]["lr"], running["loss"], running["mse_sr"], running["mse_deblur"],
-                                 running["ssim"], f"{val[0]:.4f}", f"{val[1]:.5f}", round(elapsed, 1)])
+                    save_weights(out / "best.safetensors", release, cfg.model, info)
+                writer.writerow([it, f"{it / per_epoch:.3f}", opt_g.param_groups[0]["lr"],
+                                 *(f"{running.get(k, 0.0):.6g}" for k in ("loss", "mse", "ssim", "percep", "adv", "d_loss")),
+                                 f"{val[0]:.4f}", f"{val[1]:.5f}", round(elapsed, 1)])
                 metrics_file.flush()
                 line = f"iter {it} loss {running['loss']:.5f} val PSNR {val[0]:.3f} dB SSIM {val[1]:.4f} ({elapsed:.0f} s)"
                 log.write(line + "\n")
                 log.flush()
                 if console is None:
                     print(line, flush=True)
-            if val is not None or it % 10 == 0:
-                progress.update(task, completed=it, info=f"loss {running['loss']:.4f} val {best['psnr']:.2f} dB")
-    log.close()
-    metrics_file.close()
+            stop_now = ddp.any_flag(stop.requested, dinfo, device)
+            if it % cfg.checkpoint_every == 0 or it == cfg.iters or stop_now:
+                snapshot(it)
+            if it % 10 == 0 or it == cfg.iters:
+                bar.update(task, completed=it, info=f"loss {running['loss']:.4f} best val {best['psnr']:.2f} dB")
+            if stop_now:
+                stopped_at = it
+                break
+    if dinfo.main:
+        log.close()
+        metrics_file.close()
+        from .figures import training_curve
+
+        training_curve({out.name: read_metrics(out)}, out / "training_curve.png")
+    ddp.shutdown(dinfo)
+    if stopped_at is not None:
+        raise KeyboardInterrupt(f"stopped at iteration {stopped_at}; state saved to {out / STATE_FILE}")
     say(f"best validation PSNR {best['psnr']:.3f} dB, SSIM {best['ssim']:.4f} at iteration {best['iter']}; weights in {out}")
     return best
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """metrics.csv rows of a run."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        raise MdeblurError(f"{run_dir}: no metrics.csv")
+    return list(csv.DictReader(path.open()))

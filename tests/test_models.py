@@ -46,7 +46,7 @@ def test_oa_switch_removes_module():
 
 def test_shipped_presets_compare_as_the_paper_claims():
     """The U-Net + SR baseline has at least as many parameters as M-Deblurgan."""
-    for preset in ("small", "paper"):
+    for preset in ("tiny", "small", "paper"):
         g = build_model("mdeblurgan", preset_config("mdeblurgan", preset))
         u = build_model("unet-sr", preset_config("unet-sr", preset))
         assert count_params(u) >= count_params(g)

@@ -29,6 +29,7 @@ class GeneratorConfig:
 
 
 PRESETS: dict[str, GeneratorConfig] = {
+    "tiny": GeneratorConfig(width=8, max_width=16, fusion_width=8, sr_width=8, oa_width=4),  # tests and smoke runs
     "small": GeneratorConfig(),
     "paper": GeneratorConfig(width=64, max_width=256, fusion_width=64, sr_width=64, oa_width=32),
 }

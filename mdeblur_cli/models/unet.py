@@ -26,6 +26,7 @@ class UNetSRConfig:
 
 
 UNET_PRESETS: dict[str, UNetSRConfig] = {
+    "tiny": UNetSRConfig(width=4, sr_width=8),  # tests and smoke runs
     "small": UNetSRConfig(),
     "paper": UNetSRConfig(width=48, sr_width=64),
 }
