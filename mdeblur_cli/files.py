@@ -6,10 +6,12 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .device import resolve_device, resolve_precision
+from .distributed import env_info
 from .errors import MdeblurError
 from .io import IMAGE_EXT, list_images, read_image, write_image
 from .restore import restore_array
@@ -79,7 +81,12 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
     """Restore every input; returns (inputs that failed, inputs in all)."""
     files = expand_inputs(job.inputs, job.recursive)
     plan = plan_outputs(job, files)
+    dinfo = env_info()
+    if dinfo.enabled:  # under torchrun: each process restores its share of the files
+        plan = plan[dinfo.rank :: dinfo.world]
     device = resolve_device(job.device)
+    if dinfo.enabled and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", dinfo.local_rank % torch.cuda.device_count())
     resolve_precision(job.precision, device)
     model = load_model(job.weights, device)
     failures = 0

@@ -130,3 +130,14 @@ def test_pairs_align_cli(tmp_path):
     res = runner.invoke(app, ["pairs", "align", str(tmp_path / "x5"), str(tmp_path / "x10"), str(tmp_path / "out")])
     assert res.exit_code == 0 and "aligned" in res.output
     assert (tmp_path / "out" / "align.json").exists()
+
+
+def test_restore_shards_files_across_torchrun_ranks(tmp_path, tiny_weights, monkeypatch):
+    for i in range(3):
+        _png(tmp_path / "in" / f"{i}.png")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    res = runner.invoke(app, ["restore", str(tmp_path / "in"), "--out-dir", str(tmp_path / "out"),
+                              "--weights", str(tiny_weights)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_x2.png"]
