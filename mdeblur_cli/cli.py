@@ -66,6 +66,7 @@ def train(
     precision: Annotated[str | None, typer.Option(help="fp32, or bf16/fp16 autocast on CUDA. [default: fp32]")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
+    init: Annotated[str | None, typer.Option(help="Fine-tune: start from these weights (shipped name or path).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory for weights and logs. [default: runs/train]")] = None,
 ) -> None:
     """Train M-Deblurgan (or the U-Net + SR baseline) on your own images; resumable, multi-GPU with torchrun."""
@@ -98,7 +99,7 @@ def train(
                 "adversarial_weight": adversarial_weight, "adv_start": adv_start, "loss_balance": loss_balance,
                 "vgg19_weights": vgg19_weights, "ema": ema, "val_every": val_every,
                 "checkpoint_every": checkpoint_every, "device": device, "precision": precision, "threads": threads,
-                "seed": seed, "out": str(out) if out else None,
+                "seed": seed, "init": init, "out": str(out) if out else None,
             }
             cfg = config_from_toml(config, overrides) if config else TrainConfig(
                 **{k: v for k, v in overrides.items() if v is not None})

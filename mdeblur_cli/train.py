@@ -28,7 +28,7 @@ from .errors import MdeblurError
 from .metrics import psnr, ssim
 from .models import Discriminator, build_model, count_params, preset_config
 from .vgg import DEFAULT_LAYER, PerceptualLoss, find_vgg19_weights, load_vgg19_features
-from .weights import save_weights
+from .weights import load_model, save_weights
 
 VAL_SEED = 1_000_003  # validation degradations use seeds from here, fixed across runs
 STATE_FILE = "state.pt"
@@ -67,6 +67,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
     threads: int | None = None
+    init: str | None = None  # start from these weights (shipped name or path): fine-tuning
     out: str = "runs/train"
     degradation: DegradationSpec = field(default_factory=DegradationSpec)
 
@@ -322,7 +323,12 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     overrides = {"scale": cfg.scale}
     if cfg.model == "mdeblurgan":
         overrides["use_oa"] = cfg.use_oa
-    model = build_model(cfg.model, preset_config(cfg.model, cfg.preset, **overrides)).to(device)
+    if cfg.init is not None:
+        model = load_model(cfg.init)
+        cfg.model, cfg.scale = model.arch, model.scale
+        model = model.train().to(device)
+    else:
+        model = build_model(cfg.model, preset_config(cfg.model, cfg.preset, **overrides)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     sources, data_desc = load_sources(cfg.data, cfg.scale)
@@ -411,7 +417,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         "losses": losses.describe(), "vgg19": "used" if perceptual is not None else "absent",
         "batch_size": cfg.batch_size * dinfo.world, "patch_lr": cfg.patch, "learning_rate": cfg.learning_rate,
         "schedule": f"constant {cfg.decay_start:.0%}, then linear to {cfg.final_learning_rate:g}",
-        "seed": cfg.seed, "ema": cfg.ema, "precision": cfg.precision,
+        "seed": cfg.seed, "ema": cfg.ema, "precision": cfg.precision, "init": cfg.init,
         "command": " ".join(["mdeblur", *sys.argv[1:]]) if sys.argv and "mdeblur" in sys.argv[0] else None,
     }
     t0 = time.time() - (running.get("_seconds", 0.0))

@@ -97,6 +97,11 @@ def test_train_cli_then_restore(tmp_path, monkeypatch):
     res = runner.invoke(app, ["restore", str(data / "0.png"), "-o", str(tmp_path / "r.png"),
                               "--weights", str(run / "best.safetensors")])
     assert res.exit_code == 0 and read_image(tmp_path / "r.png").pages[0].shape == (192, 208, 3)
+    res = runner.invoke(app, ["train", str(data), "--init", str(run / "best.safetensors"), "--iters", "2",
+                              "--batch-size", "2", "--patch", "24", "--val-every", "2", "--device", "cpu",
+                              "--out", str(tmp_path / "tuned")])
+    assert res.exit_code == 0, res.output
+    assert "unet-sr" in res.output and (tmp_path / "tuned" / "best.safetensors").exists()
 
 
 def test_simulate_explain_and_datasets_list(tmp_path):
