@@ -28,10 +28,13 @@ class Window:
     x1: int
 
 
+CONTEXT = 48  # low-res px of context read around each tile and discarded (the network's reach)
+BLEND = 16  # low-res px over which neighbouring tiles cross-fade
+
+
 def tile_margins(tile: int) -> tuple[int, int]:
     """Context discarded at a tile's inner edges, and the width of the linear blend after it."""
-    pad = max(MULTIPLE, min(32, tile // 4) // MULTIPLE * MULTIPLE)
-    return pad, max(MULTIPLE, pad // 2)
+    return CONTEXT, BLEND
 
 
 def _starts(size: int, tile: int, step: int) -> list[int]:
@@ -42,12 +45,16 @@ def _starts(size: int, tile: int, step: int) -> list[int]:
 
 
 def windows(h: int, w: int, tile: int) -> Iterator[Window]:
-    """Overlapping windows covering an (h, w) image whose sides are multiples of MULTIPLE."""
+    """Overlapping windows covering an (h, w) image whose sides are multiples of MULTIPLE.
+
+    Each window is the tile plus its context on both sides plus the blend, and windows step by `tile`,
+    so every output pixel is covered by weights that sum to one.
+    """
     pad, blend = tile_margins(tile)
-    step = tile - 2 * pad - blend
-    for y0 in _starts(h, tile, step):
-        for x0 in _starts(w, tile, step):
-            yield Window(y0, min(h, y0 + tile), x0, min(w, x0 + tile))
+    size = tile + 2 * pad + blend
+    for y0 in _starts(h, size, tile):
+        for x0 in _starts(w, size, tile):
+            yield Window(y0, min(h, y0 + size), x0, min(w, x0 + size))
 
 
 def edge_weights(n: int, start_inner: bool, end_inner: bool, pad: int, blend: int) -> np.ndarray:
@@ -85,11 +92,11 @@ def restore_tensor(
     """
     h, w, c = shape
     s = model.scale
-    if max(h, w) <= tile:
+    pad, blend = tile_margins(tile)
+    if max(h, w) <= tile + 2 * pad + blend:
         x = torch.from_numpy(read(Window(0, h, 0, w)).transpose(2, 0, 1).copy())[None].to(device)
         out[...] = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
         return
-    pad, blend = tile_margins(tile)
     acc = np.zeros(out.shape, np.float32)
     total = np.zeros(out.shape[:2], np.float32)
     wins = list(windows(h, w, tile))
