@@ -49,7 +49,8 @@ def comparison_figure(images: list[dict], path: Path) -> None:
     """images: [{'name', 'input' (HR-size preview), 'outputs': {method: HxWx3}, 'truth', 'psnr': {method: dB}}]."""
     rows = []
     for item in images:
-        columns = [("input (bicubic)", item["input"]), *item["outputs"].items(), ("ground truth", item["truth"])]
+        shown_input = [] if "bicubic" in item["outputs"] else [("input (bicubic)", item["input"])]
+        columns = [*shown_input, *item["outputs"].items(), ("ground truth", item["truth"])]
         h, w = item["truth"].shape[:2]
         size = max(16, min(h, w) // 6)
         regions = pick_regions(list(item["outputs"].values()), size)
@@ -116,7 +117,7 @@ PLOT_COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (
 
 def training_curve(runs: dict[str, list[dict]], path: Path, width: int = 640, height: int = 400) -> None:
     """Validation PSNR against epoch for one or more runs (like the paper's Figure 6), drawn with OpenCV."""
-    series = {name: ([float(r["epoch"]) for r in rows], [float(r["val_psnr"]) for r in rows])
+    series = {name: ([float(r.get("epoch") or r["iter"]) for r in rows], [float(r["val_psnr"]) for r in rows])
               for name, rows in runs.items() if rows}
     img = np.full((height, width, 3), 255, np.uint8)
     left, right, top, bottom = 60, 20, 20, 45
@@ -138,7 +139,8 @@ def training_curve(runs: dict[str, list[dict]], path: Path, width: int = 640, he
             xv = x0 + (x1 - x0) * i / 4
             cv2.putText(img, f"{xv:.0f}", (px(xv, y0)[0] - 8, height - bottom + 16), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.rectangle(img, px(x0, y1), px(x1, y0), (0, 0, 0), 1)
-        cv2.putText(img, "epoch", (width // 2 - 20, height - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        xlabel = "epoch" if all(r.get("epoch") for rows in runs.values() for r in rows) else "iteration"
+        cv2.putText(img, xlabel, (width // 2 - 20, height - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(img, "val PSNR (dB)", (5, 14), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         for k, (name, (xv, yv)) in enumerate(series.items()):
             colour = PLOT_COLOURS[k % len(PLOT_COLOURS)][::-1]
