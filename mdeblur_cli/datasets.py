@@ -105,7 +105,7 @@ class PatchSampler:
     """Random (blurry LR, clear LR, HR) patches with flips and 90-degree rotations, seeded."""
 
     def __init__(self, sources: list, patch_lr: int, spec: DegradationSpec, seed: int,
-                 zoom_prob: float = 0.5, zoom_max: float = 3.0) -> None:
+                 zoom_prob: float = 0.5, zoom_max: float = 3.0, soft_prob: float = 0.0) -> None:
         s = spec.scale
         self.sources = [src for src in sources if min(_hr(src).shape[-2:]) >= patch_lr * s]
         if not self.sources:
@@ -114,7 +114,7 @@ class PatchSampler:
         self.weights = areas / areas.sum()
         self.patch_lr = patch_lr
         self.spec = spec
-        self.zoom_prob, self.zoom_max = zoom_prob, zoom_max
+        self.zoom_prob, self.zoom_max, self.soft_prob = zoom_prob, zoom_max, soft_prob
         self.generator = torch.Generator().manual_seed(seed)
 
     def _randint(self, high: int) -> int:
@@ -149,13 +149,27 @@ class PatchSampler:
         y = self._randint(hr_full.shape[-2] - side + 1)
         x = self._randint(hr_full.shape[-1] - side + 1)
         crop = hr_full[:, y : y + side, x : x + side]
-        if side == size:
-            return crop
-        return F.interpolate(crop[None], size=(size, size), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        if side != size:
+            crop = F.interpolate(crop[None], size=(size, size), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        if self.soft_prob and torch.rand((), generator=g).item() < self.soft_prob:
+            crop = soften(crop, g)
+        return crop
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         items = [self.sample() for _ in range(size)]
         return tuple(torch.stack(x) for x in zip(*items, strict=True))
+
+
+SOFT_SIGMA_HR = (0.5, 3.0)  # intrinsic softness of "soft" content, HR px
+
+
+def soften(hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Intrinsically soft content: the ground truth itself blurred (HR px), so sharpness is not assumed."""
+    from .degrade import convolve, gaussian_kernel
+
+    lo, hi = SOFT_SIGMA_HR
+    sigma = lo + (hi - lo) * torch.rand((), generator=generator).item()
+    return convolve(hr, gaussian_kernel(sigma))
 
 
 def _hr(src) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import distributed as ddp
-from .datasets import PairedImage, PatchSampler, load_sources, split_columns
+from .datasets import PairedImage, PatchSampler, load_sources, soften, split_columns
 from .degrade import DegradationSpec, random_degradation
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
@@ -61,6 +61,7 @@ class TrainConfig:
     adv_start: int = 0  # iteration at which the adversarial term starts (pixel-loss warm-up)
     ema: float = 0.0  # EMA decay of the generator weights; 0: off
     zoom_prob: float = 0.5  # share of patches magnified x1-3 for smooth content
+    soft_prob: float = 0.0  # share of patches whose ground truth is itself softened (and validation copies)
     val_every: int = 250
     checkpoint_every: int = 250
     seed: int = 0
@@ -139,8 +140,11 @@ def split_sources(sources: list, scale: int) -> tuple[list, list]:
     return train, val
 
 
-def validation_set(val_sources: list, spec: DegradationSpec, copies: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed (LR, HR) validation pairs: each strip degraded `copies` times with fixed seeds."""
+def validation_set(
+    val_sources: list, spec: DegradationSpec, copies: int = 2, soft: bool = False
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed (LR, HR) validation pairs: each strip degraded `copies` times with fixed seeds (and, with `soft`,
+    once more with its ground truth softened)."""
     pairs = []
     for i, src in enumerate(val_sources):
         if isinstance(src, PairedImage):
@@ -155,6 +159,11 @@ def validation_set(val_sources: list, spec: DegradationSpec, copies: int = 2) ->
             g = torch.Generator().manual_seed(VAL_SEED + copies * i + c)
             lr, _, _ = random_degradation(hr, spec, g)
             pairs.append((lr, hr))
+        if soft:
+            g = torch.Generator().manual_seed(VAL_SEED - 1 - i)
+            soft_hr = soften(hr, g)
+            lr, _, _ = random_degradation(soft_hr, spec, g)
+            pairs.append((lr, soft_hr))
     return pairs
 
 
@@ -334,8 +343,9 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     sources, data_desc = load_sources(cfg.data, cfg.scale)
     train_src, val_src = split_sources(sources, cfg.scale)
     shard = train_src[dinfo.rank :: dinfo.world] if len(train_src) >= dinfo.world else train_src
-    sampler = PatchSampler(shard, cfg.patch, cfg.degradation, cfg.seed * 1009 + dinfo.rank, zoom_prob=cfg.zoom_prob)
-    val_pairs = validation_set(val_src, cfg.degradation)
+    sampler = PatchSampler(shard, cfg.patch, cfg.degradation, cfg.seed * 1009 + dinfo.rank, zoom_prob=cfg.zoom_prob,
+                           soft_prob=cfg.soft_prob)
+    val_pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0)
     if not val_pairs:
         raise MdeblurError("no image is large enough for a validation strip (need at least 32 px of width to spare)")
     per_epoch = iters_per_epoch(train_src, cfg)
@@ -414,6 +424,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         f"loss {losses.describe()}")
     provenance = {
         "data": data_desc, "degradation": cfg.degradation.to_dict(), "zoom_prob": cfg.zoom_prob,
+        "soft_prob": cfg.soft_prob,
         "losses": losses.describe(), "vgg19": "used" if perceptual is not None else "absent",
         "batch_size": cfg.batch_size * dinfo.world, "patch_lr": cfg.patch, "learning_rate": cfg.learning_rate,
         "schedule": f"constant {cfg.decay_start:.0%}, then linear to {cfg.final_learning_rate:g}",

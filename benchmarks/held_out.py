@@ -1,0 +1,36 @@
+"""Held-out validation figures of weights files on the training sources' validation strips (never reserved images).
+
+    python benchmarks/held_out.py WEIGHTS [WEIGHTS ...] [--config configs/soft-mdeblurgan.toml]
+
+The validation pairs are built as in training from the given config (degradation mix, softened copies), so
+weights from different runs are compared on one and the same held-out set.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from mdeblur_cli.datasets import load_sources
+from mdeblur_cli.train import config_from_toml, split_sources, validate, validation_set
+from mdeblur_cli.weights import load_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("weights", nargs="+")
+    ap.add_argument("--config", type=Path, default=Path("configs/soft-mdeblurgan.toml"))
+    args = ap.parse_args()
+    cfg = config_from_toml(args.config, {})
+    _, val_src = split_sources(load_sources(cfg.data, cfg.scale)[0], cfg.scale)
+    pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0)
+    print(f"{len(pairs)} held-out pairs from {args.config}")
+    for w in args.weights:
+        p, s = validate(load_model(w), pairs, torch.device("cpu"), cfg.scale)
+        print(f"{w}: PSNR {p:.3f} dB, SSIM {s:.4f}")
+
+
+if __name__ == "__main__":
+    main()
