@@ -1,0 +1,50 @@
+"""Regenerate the benchmark results and paste them into README.md and weights/README.md.
+
+    python benchmarks/update_readme.py            # runs `mdeblur benchmark` on every offline dataset first
+    python benchmarks/update_readme.py --no-run   # only re-paste docs/results_*.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SETS = ("reserved", "fire", "micro", "pinecones")
+
+
+def command(name: str) -> list[str]:
+    cmd = ["mdeblur", "benchmark", "--dataset", name, "--markdown", f"docs/results_{name}.md",
+           "--json", f"docs/results_{name}.json", "--figure", f"docs/figure_{name}.png",
+           "--figure-images", "3" if name == "reserved" else "2"]
+    return cmd + (["--plot-params", "docs/params_reserved.png"] if name == "reserved" else [])
+
+
+def splice(text: str, marker: str, body: str) -> str:
+    block = f"<!-- {marker} -->\n{body.rstrip()}\n<!-- /{marker} -->"
+    pattern = re.compile(rf"<!-- {marker} -->(.*?<!-- /{marker} -->)?", re.S)
+    return pattern.sub(lambda _: block, text, count=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-run", action="store_true")
+    args = ap.parse_args()
+    if not args.no_run:
+        for name in SETS:
+            subprocess.run(command(name), cwd=ROOT, check=True)
+    sections = []
+    for name in SETS:
+        md = (ROOT / f"docs/results_{name}.md").read_text()
+        sections.append(f"`{' '.join(command(name))}`\n\n{md}\n![{name}](docs/figure_{name}.png)\n")
+    readme = ROOT / "README.md"
+    readme.write_text(splice(readme.read_text(), "RESULTS-TABLES", "\n".join(sections)))
+    card = ROOT / "weights" / "README.md"
+    card.write_text(splice(card.read_text(), "RESERVED-TABLE", (ROOT / "docs/results_reserved.md").read_text()))
+    print("pasted results of", ", ".join(SETS))
+
+
+if __name__ == "__main__":
+    main()
