@@ -149,6 +149,7 @@ def report(evalset, results: list[dict], scale: int) -> dict:
 
 
 def header_line(rep: dict) -> str:
+    source = rep["source"].removeprefix("STAND-IN: ")
     stand = "STAND-IN data" if rep["stand_in"] else "real data"
     p = rep["protocol"]
     if p.get("name") == "FIRE":
@@ -158,7 +159,7 @@ def header_line(rep: dict) -> str:
                  f"{p['objective_hr']} in focus; Poisson {p['peak_photons']:g} photons + read {p['read_sigma']})")
     else:
         proto = f"{p.get('name')} pairs"
-    return (f"dataset {rep['dataset']} ({stand}: {rep['source']}); {proto}; PSNR/SSIM on RGB in [0, 1], "
+    return (f"dataset {rep['dataset']} ({stand}: {source}); {proto}; PSNR/SSIM on RGB in [0, 1], "
             f"border {rep['metric']['border_crop_px']} px cropped")
 
 
