@@ -107,10 +107,10 @@ class PatchSampler:
     def __init__(self, sources: list, patch_lr: int, spec: DegradationSpec, seed: int,
                  zoom_prob: float = 0.5, zoom_max: float = 3.0, soft_prob: float = 0.0) -> None:
         s = spec.scale
-        self.sources = [src for src in sources if min(_hr(src).shape[-2:]) >= patch_lr * s]
+        self.sources = [src for src in sources if min(hr_of(src).shape[-2:]) >= patch_lr * s]
         if not self.sources:
             raise MdeblurError(f"no training image is at least {patch_lr * s} px on each side (lower --patch)")
-        areas = torch.tensor([float(_hr(src).shape[-1] * _hr(src).shape[-2]) for src in self.sources])
+        areas = torch.tensor([float(hr_of(src).shape[-1] * hr_of(src).shape[-2]) for src in self.sources])
         self.weights = areas / areas.sum()
         self.patch_lr = patch_lr
         self.spec = spec
@@ -123,7 +123,7 @@ class PatchSampler:
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g, s, p = self.generator, self.spec.scale, self.patch_lr
         src = self.sources[int(torch.multinomial(self.weights, 1, generator=g))]
-        hr_full = _hr(src)
+        hr_full = hr_of(src)
         if isinstance(src, PairedImage):
             y = self._randint(hr_full.shape[-2] // s - p + 1)
             x = self._randint(hr_full.shape[-1] // s - p + 1)
@@ -172,7 +172,7 @@ def soften(hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return convolve(hr, gaussian_kernel(sigma))
 
 
-def _hr(src) -> torch.Tensor:
+def hr_of(src) -> torch.Tensor:
     return src.hr if isinstance(src, PairedImage) else src
 
 
@@ -350,7 +350,8 @@ def list_datasets(data_root: str | Path | None = None) -> list[dict]:
     pine = find_pinecones(roots)
     return [
         {"name": "fire", "real": bool(fire), "where": str(fire[0].parent) if fire else None,
-         "images": len(fire) if fire else 4, "stand_in": None if fire else "scikit-image retina in 512 px crops"},
+         "images": len(fire) if fire else len(grid_crops(skimage_image("retina"), EVAL_CROP)),
+         "stand_in": None if fire else "scikit-image retina in 512 px crops"},
         {"name": "pinecones", "real": pine is not None, "where": str(pine) if pine else None,
          "images": len(list_images(pine / "hr")) if pine else PINECONE_COUNT,
          "stand_in": None if pine else "procedural plant tissue, x5-defocus/x10 physics"},

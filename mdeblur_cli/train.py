@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import distributed as ddp
-from .datasets import PairedImage, PatchSampler, load_sources, soften, split_columns
+from .datasets import PairedImage, PatchSampler, hr_of, load_sources, soften, split_columns
 from .degrade import DegradationSpec, random_degradation
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
@@ -183,8 +183,7 @@ def validate(model: torch.nn.Module, pairs: list, device: torch.device, scale: i
 
 def iters_per_epoch(sources: list, cfg: TrainConfig) -> int:
     """Iterations that show about as many HR pixels as the training images hold."""
-    pixels = sum((s.hr if isinstance(s, PairedImage) else s).shape[-1] * (s.hr if isinstance(s, PairedImage) else s)
-                 .shape[-2] for s in sources)
+    pixels = sum(hr_of(s).shape[-1] * hr_of(s).shape[-2] for s in sources)
     return max(1, math.ceil(pixels / (cfg.batch_size * (cfg.patch * cfg.scale) ** 2)))
 
 
