@@ -59,6 +59,8 @@ def train(
     adv_start: Annotated[int | None, typer.Option(help="Iteration at which the adversarial term starts. [default: 0]")] = None,
     loss_balance: Annotated[str | None, typer.Option(help="fixed, or auto: alpha and beta from the first batches. [default: fixed]")] = None,
     vgg19_weights: Annotated[str | None, typer.Option(help="torchvision's vgg19-dcbb9e9d.pth (or safetensors); else torch's hub cache.")] = None,
+    pixel_loss: Annotated[str | None, typer.Option(help="mse (the paper's), or log-mse: per-patch log(1 + MSE/1e-6), which optimises mean PSNR. [default: mse]")] = None,
+    microscope_prob: Annotated[float | None, typer.Option(help="Share of patches simulated through the x5-defocus/x10 optics (procedural specimens). [default: 0]")] = None,
     ema: Annotated[float | None, typer.Option(help="EMA decay of the generator, e.g. 0.999; 0 = off. [default: 0]")] = None,
     val_every: Annotated[int | None, typer.Option(help="Validate and save weights every N iterations. [default: 250]")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Write state.pt every N iterations. [default: 250]")] = None,
@@ -97,7 +99,7 @@ def train(
                 "use_oa": False if no_oa else None, "iters": iters, "batch_size": batch_size, "patch": patch,
                 "learning_rate": learning_rate, "ssim_weight": ssim_weight, "perceptual_weight": perceptual_weight,
                 "adversarial_weight": adversarial_weight, "adv_start": adv_start, "loss_balance": loss_balance,
-                "vgg19_weights": vgg19_weights, "ema": ema, "val_every": val_every,
+                "vgg19_weights": vgg19_weights, "pixel_loss": pixel_loss, "microscope_prob": microscope_prob, "ema": ema, "val_every": val_every,
                 "checkpoint_every": checkpoint_every, "device": device, "precision": precision, "threads": threads,
                 "seed": seed, "init": init, "out": str(out) if out else None,
             }

@@ -101,11 +101,77 @@ def split_columns(
     return t[..., :cut], t[..., cut:]
 
 
+MICRO_POOL = 24  # procedural specimens (seeds 0..23) simulated for the microscope share of training
+MICRO_VAL_SEED = 50_000  # held-out specimen seeds for validation; both ranges below TRAIN_SEED_LIMIT
+MICRO_MARGIN = 40  # HR px simulated around a patch: covers the widest training defocus PSF (radius 37)
+MICRO_DEFOCUS_UM = (10.0, 120.0)  # |dz| range of the training share (the pinecones stand-in uses 30-120)
+MICRO_PEAK_RANGE = (300.0, 3000.0)  # photons at white
+
+
+class MicroscopePatches:
+    """Simulated microscope pairs: seeded procedural specimens through the x5-defocus/x10 optics of simulate.py.
+
+    Each patch draws a specimen, a defocus |dz| in MICRO_DEFOCUS_UM (either sign) and a photon count, and
+    simulates a region MICRO_MARGIN wider than the patch so the PSF never sees the crop's edge.
+    """
+
+    def __init__(self, seeds=range(MICRO_POOL), size: int = 256,
+                 peak_range: tuple[float, float] | None = MICRO_PEAK_RANGE) -> None:
+        from .simulate import SimulationSpec
+        from .specimens import SPECIMENS
+
+        kinds = list(SPECIMENS.values())
+        self.pool = [to_tensor(kinds[s % len(kinds)](size, s)) for s in seeds]
+        self.spec = SimulationSpec()
+        self.peak_range = peak_range  # None: noise-free
+
+    def sample(self, patch_lr: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from dataclasses import replace
+
+        from .simulate import simulate_pair
+
+        g, s, m = generator, self.spec.scale, MICRO_MARGIN
+        p_hr = patch_lr * s
+        src = self.pool[int(torch.randint(len(self.pool), (), generator=g))]
+        side = p_hr + 2 * m
+        if min(src.shape[-2:]) < side:
+            raise MdeblurError(f"simulated specimens are {src.shape[-1]} px; patch {patch_lr} is too large for them")
+        y = int(torch.randint(src.shape[-2] - side + 1, (), generator=g))
+        x = int(torch.randint(src.shape[-1] - side + 1, (), generator=g))
+        lo, hi = MICRO_DEFOCUS_UM
+        dz = round(lo + (hi - lo) * torch.rand((), generator=g).item())  # whole um: the PSF cache stays small
+        dz = float(dz if torch.rand((), generator=g).item() < 0.5 else -dz)
+        peak = None
+        if self.peak_range is not None:
+            plo, phi = np.log(self.peak_range)
+            peak = float(np.exp(plo + (phi - plo) * torch.rand((), generator=g).item()))
+        lr, hr, _ = simulate_pair(src[:, y : y + side, x : x + side], replace(self.spec, peak=peak), g, dz_um=dz)
+        hr = hr[:, m : m + p_hr, m : m + p_hr]
+        lr = lr[:, m // s : m // s + patch_lr, m // s : m // s + patch_lr]
+        return lr, downscale(hr, s).clamp(0, 1), hr
+
+
+def microscope_validation(count: int = 4, size: int = 192) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed held-out simulated pairs (specimen seeds from MICRO_VAL_SEED; the eval stand-ins use 900000+)."""
+    from .simulate import SimulationSpec, simulate_pair
+    from .specimens import SPECIMENS
+
+    kinds = list(SPECIMENS.values())
+    pairs = []
+    for i in range(count):
+        seed = MICRO_VAL_SEED + i
+        lr, hr, _ = simulate_pair(to_tensor(kinds[i % len(kinds)](size, seed)), SimulationSpec(),
+                                  torch.Generator().manual_seed(seed))
+        pairs.append((lr, hr))
+    return pairs
+
+
 class PatchSampler:
     """Random (blurry LR, clear LR, HR) patches with flips and 90-degree rotations, seeded."""
 
     def __init__(self, sources: list, patch_lr: int, spec: DegradationSpec, seed: int,
-                 zoom_prob: float = 0.5, zoom_max: float = 3.0, soft_prob: float = 0.0) -> None:
+                 zoom_prob: float = 0.5, zoom_max: float = 3.0, soft_prob: float = 0.0,
+                 microscope_prob: float = 0.0) -> None:
         s = spec.scale
         self.sources = [src for src in sources if min(hr_of(src).shape[-2:]) >= patch_lr * s]
         if not self.sources:
@@ -115,30 +181,39 @@ class PatchSampler:
         self.patch_lr = patch_lr
         self.spec = spec
         self.zoom_prob, self.zoom_max, self.soft_prob = zoom_prob, zoom_max, soft_prob
+        self.microscope_prob = microscope_prob
+        self.microscope = MicroscopePatches() if microscope_prob > 0 else None
+        if self.microscope is not None and s != self.microscope.spec.scale:
+            raise MdeblurError(f"--microscope-prob needs scale {self.microscope.spec.scale} (x5 -> x10 optics)")
         self.generator = torch.Generator().manual_seed(seed)
 
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (), generator=self.generator))
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        g, s, p = self.generator, self.spec.scale, self.patch_lr
-        src = self.sources[int(torch.multinomial(self.weights, 1, generator=g))]
-        hr_full = hr_of(src)
-        if isinstance(src, PairedImage):
-            y = self._randint(hr_full.shape[-2] // s - p + 1)
-            x = self._randint(hr_full.shape[-1] // s - p + 1)
-            hr = hr_full[:, y * s : (y + p) * s, x * s : (x + p) * s]
-            lr = src.lr[:, y : y + p, x : x + p]
-            lr_clear = downscale(hr, s).clamp(0, 1)
-        else:
-            hr = self._crop_hr(hr_full, p * s)
-            lr, lr_clear, _ = random_degradation(hr, self.spec, g)
+        lr, lr_clear, hr = self._draw()
         k, flip = self._randint(4), self._randint(2)
         out = []
         for t in (lr, lr_clear, hr):
             t = torch.rot90(t, k, (1, 2))
             out.append(t.flip(2) if flip else t)
         return out[0], out[1], out[2]
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One (blurry LR, clear LR, HR) patch before flips and rotations."""
+        g, s, p = self.generator, self.spec.scale, self.patch_lr
+        if self.microscope is not None and torch.rand((), generator=g).item() < self.microscope_prob:
+            return self.microscope.sample(p, g)
+        src = self.sources[int(torch.multinomial(self.weights, 1, generator=g))]
+        hr_full = hr_of(src)
+        if isinstance(src, PairedImage):
+            y = self._randint(hr_full.shape[-2] // s - p + 1)
+            x = self._randint(hr_full.shape[-1] // s - p + 1)
+            hr = hr_full[:, y * s : (y + p) * s, x * s : (x + p) * s]
+            return src.lr[:, y : y + p, x : x + p], downscale(hr, s).clamp(0, 1), hr
+        hr = self._crop_hr(hr_full, p * s)
+        lr, lr_clear, _ = random_degradation(hr, self.spec, g)
+        return lr, lr_clear, hr
 
     def _crop_hr(self, hr_full: torch.Tensor, size: int) -> torch.Tensor:
         """A size x size crop; with probability zoom_prob a smaller region magnified, for smooth content."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -96,6 +97,12 @@ def rgb_psfs(dz_um: float, objective: Objective, pixel_um: float, wavelengths=RG
     ]))
 
 
+@functools.lru_cache(maxsize=256)
+def cached_rgb_psfs(dz_um: float, objective: Objective, pixel_um: float) -> torch.Tensor:
+    """rgb_psfs, memoised for training-time simulation (the result is shared: do not modify it)."""
+    return rgb_psfs(dz_um, objective, pixel_um)
+
+
 def convolve_channels(img: torch.Tensor, psfs: torch.Tensor) -> torch.Tensor:
     """Convolve (C, H, W) channel c with psfs[c], reflect-padded."""
     k = psfs.shape[-1]
@@ -137,8 +144,8 @@ def simulate_pair(
         dz_um *= 1 if torch.rand((), generator=generator).item() < 0.5 else -1
     h, w = specimen.shape[-2] // s * s, specimen.shape[-1] // s * s
     specimen = specimen[:, :h, :w]
-    hr = convolve_channels(specimen, rgb_psfs(0.0, spec.objective_hr, hr_px)).clamp(0, 1)
-    lr_psfs = rgb_psfs(dz_um, spec.objective_lr, hr_px)
+    hr = convolve_channels(specimen, cached_rgb_psfs(0.0, spec.objective_hr, hr_px)).clamp(0, 1)
+    lr_psfs = cached_rgb_psfs(dz_um, spec.objective_lr, hr_px)
     lr = F.avg_pool2d(convolve_channels(specimen, lr_psfs)[None], s)[0].clamp(0, 1)
     if spec.peak is not None:
         lr = poisson_gaussian_noise(lr, spec.peak, spec.read_sigma, generator)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import distributed as ddp
-from .datasets import PairedImage, PatchSampler, hr_of, load_sources, soften, split_columns
+from .datasets import PairedImage, PatchSampler, hr_of, load_sources, microscope_validation, soften, split_columns
 from .degrade import DegradationSpec, random_degradation
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
@@ -33,6 +33,7 @@ from .weights import load_model, save_weights
 VAL_SEED = 1_000_003  # validation degradations use seeds from here, fixed across runs
 STATE_FILE = "state.pt"
 BALANCE_BATCHES = 4  # batches measured by --loss-balance auto
+LOG_MSE_EPS = 1e-6  # 'log-mse' floor: patches beyond 60 dB stop pulling
 BALANCE_SHARE = 0.10  # share of the MSE and of the SSIM term in the combined loss (paper: 5-15%)
 
 
@@ -62,6 +63,8 @@ class TrainConfig:
     ema: float = 0.0  # EMA decay of the generator weights; 0: off
     zoom_prob: float = 0.5  # share of patches magnified x1-3 for smooth content
     soft_prob: float = 0.0  # share of patches whose ground truth is itself softened (and validation copies)
+    microscope_prob: float = 0.0  # share of patches simulated through the x5-defocus/x10 optics (and validation pairs)
+    pixel_loss: str = "mse"  # mse (the paper's) | log-mse: mean over patches of log(1 + MSE/eps), i.e. mean PSNR
     val_every: int = 250
     checkpoint_every: int = 250
     seed: int = 0
@@ -141,11 +144,11 @@ def split_sources(sources: list, scale: int) -> tuple[list, list]:
 
 
 def validation_set(
-    val_sources: list, spec: DegradationSpec, copies: int = 2, soft: bool = False
+    val_sources: list, spec: DegradationSpec, copies: int = 2, soft: bool = False, microscope: bool = False
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed (LR, HR) validation pairs: each strip degraded `copies` times with fixed seeds (and, with `soft`,
-    once more with its ground truth softened)."""
-    pairs = []
+    once more with its ground truth softened; with `microscope`, plus held-out simulated microscope pairs)."""
+    pairs = microscope_validation() if microscope else []
     for i, src in enumerate(val_sources):
         if isinstance(src, PairedImage):
             pairs.append((src.lr, src.hr))
@@ -201,9 +204,15 @@ class Losses:
         self.beta = cfg.ssim_weight
         self.gamma = cfg.adversarial_weight if disc is not None else 0.0
 
+    def pixel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The MSE term; 'log-mse' weights each patch by 1/(its MSE + eps), so smooth patches count as in mean PSNR."""
+        if self.cfg.pixel_loss == "mse":
+            return F.mse_loss(a, b)
+        return torch.log1p((a - b).pow(2).flatten(1).mean(1) / LOG_MSE_EPS).mean()
+
     def raw_terms(self, sr, deblurred, hr, lr_clear, adversarial: bool) -> dict[str, torch.Tensor]:
         terms = {
-            "mse": F.mse_loss(sr, hr) + self.cfg.deblur_weight * F.mse_loss(deblurred, lr_clear),
+            "mse": self.pixel(sr, hr) + self.cfg.deblur_weight * self.pixel(deblurred, lr_clear),
             "ssim": 1 - ssim(sr.float(), hr.float()).mean(),
         }
         if self.perceptual is not None:
@@ -227,7 +236,8 @@ class Losses:
             self.alpha = max(rest, 0.0) / max(means["percep"], 1e-12)
 
     def describe(self) -> str:
-        parts = ["mse_sr", f"{self.cfg.deblur_weight:g}*mse_deblur", f"{self.beta:.4g}*(1-ssim)"]
+        name = "mse" if self.cfg.pixel_loss == "mse" else f"log1p(mse/{LOG_MSE_EPS:g})"
+        parts = [f"{name}_sr", f"{self.cfg.deblur_weight:g}*{name}_deblur", f"{self.beta:.4g}*(1-ssim)"]
         if self.perceptual is not None:
             parts.append(f"{self.alpha:.4g}*perceptual(VGG19 features.{self.cfg.vgg_layer})")
         elif self.cfg.perceptual_weight > 0 or self.cfg.loss_balance == "auto":
@@ -314,6 +324,8 @@ METRIC_COLUMNS = ["iter", "epoch", "learning_rate", "loss", "mse", "ssim_term", 
 
 def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     """Run (or resume) a training run; writes best/last weights, state.pt, metrics.csv, train.log under cfg.out."""
+    if cfg.pixel_loss not in ("mse", "log-mse"):
+        raise MdeblurError(f"pixel loss must be mse or log-mse, not {cfg.pixel_loss!r}")
     device = resolve_device(cfg.device)
     dinfo = ddp.init(device.type)
     if dinfo.enabled and device.type == "cuda":
@@ -343,8 +355,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     train_src, val_src = split_sources(sources, cfg.scale)
     shard = train_src[dinfo.rank :: dinfo.world] if len(train_src) >= dinfo.world else train_src
     sampler = PatchSampler(shard, cfg.patch, cfg.degradation, cfg.seed * 1009 + dinfo.rank, zoom_prob=cfg.zoom_prob,
-                           soft_prob=cfg.soft_prob)
-    val_pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0)
+                           soft_prob=cfg.soft_prob, microscope_prob=cfg.microscope_prob)
+    val_pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0, microscope=cfg.microscope_prob > 0)
     if not val_pairs:
         raise MdeblurError("no image is large enough for a validation strip (need at least 32 px of width to spare)")
     per_epoch = iters_per_epoch(train_src, cfg)
@@ -423,7 +435,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         f"loss {losses.describe()}")
     provenance = {
         "data": data_desc, "degradation": cfg.degradation.to_dict(), "zoom_prob": cfg.zoom_prob,
-        "soft_prob": cfg.soft_prob,
+        "soft_prob": cfg.soft_prob, "microscope_prob": cfg.microscope_prob, "pixel_loss": cfg.pixel_loss,
         "losses": losses.describe(), "vgg19": "used" if perceptual is not None else "absent",
         "batch_size": cfg.batch_size * dinfo.world, "patch_lr": cfg.patch, "learning_rate": cfg.learning_rate,
         "schedule": f"constant {cfg.decay_start:.0%}, then linear to {cfg.final_learning_rate:g}",
@@ -491,7 +503,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                 val = validate(release, val_pairs, device, cfg.scale)
                 elapsed = time.time() - t0
                 info = {**provenance, "iterations": it, "val_psnr": val[0], "val_ssim": val[1],
-                        "val_protocol": "right-most 20% of each training image, training degradation mix, 2 seeds",
+                        "val_protocol": "right-most 20% of each training image, training degradation mix, 2 seeds"
+                        + (", + 4 held-out simulated microscope pairs" if cfg.microscope_prob > 0 else ""),
                         "wall_seconds": round(elapsed)}
                 save_weights(out / "last.safetensors", release, cfg.model, info)
                 if val[0] > best["psnr"]:

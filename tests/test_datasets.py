@@ -43,3 +43,58 @@ def test_folder_sets(tmp_path):
     assert es.pairs[0].lr.shape == (3, 32, 40) and es.protocol["name"] == "FIRE"
     with pytest.raises(MdeblurError, match="not a dataset name"):
         load_eval_set(str(tmp_path / "missing"))
+
+
+def test_microscope_patch_equals_the_whole_field_simulation():
+    """The margin around a simulated patch hides the crop's edge: the patch is the full simulation's region."""
+    import torch
+
+    from mdeblur_cli.datasets import MICRO_MARGIN, MicroscopePatches
+    from mdeblur_cli.simulate import simulate_pair
+
+    mp = MicroscopePatches(seeds=[7], size=200, peak_range=None)
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    lr, lr_clear, hr = mp.sample(24, g)
+    assert lr.shape == (3, 24, 24) and hr.shape == (3, 48, 48) and lr_clear.shape == lr.shape
+    # replay the draws to know where the patch came from
+    g.set_state(state)
+    side = 48 + 2 * MICRO_MARGIN
+    src = mp.pool[int(torch.randint(1, (), generator=g))]
+    y = int(torch.randint(src.shape[-2] - side + 1, (), generator=g))
+    x = int(torch.randint(src.shape[-1] - side + 1, (), generator=g))
+    lo, hi = 10.0, 120.0
+    dz = round(lo + (hi - lo) * torch.rand((), generator=g).item())
+    dz = float(dz if torch.rand((), generator=g).item() < 0.5 else -dz)
+    from dataclasses import replace
+
+    # the field from the patch's corner to the specimen's far edges: only the near edges are the crop's
+    full_lr, full_hr, _ = simulate_pair(src[:, y:, x:], replace(mp.spec, peak=None), g, dz_um=dz)
+    m = MICRO_MARGIN
+    assert torch.allclose(hr, full_hr[:, m : m + 48, m : m + 48], atol=1e-5)
+    assert torch.allclose(lr, full_lr[:, m // 2 : m // 2 + 24, m // 2 : m // 2 + 24], atol=1e-5)
+    # defocus blurs: the LR has less high-frequency energy than the downscaled in-focus image
+    assert lr.diff(dim=-1).abs().mean() < lr_clear.diff(dim=-1).abs().mean()
+
+
+def test_sampler_microscope_share_is_seeded_and_off_by_default():
+    import torch
+
+    from mdeblur_cli.datasets import PatchSampler, skimage_image, to_tensor
+    from mdeblur_cli.degrade import DegradationSpec
+
+    src = [to_tensor(skimage_image("camera")[:200, :200])]
+    a = PatchSampler(src, 24, DegradationSpec(), seed=1, microscope_prob=0.5).batch(4)
+    b = PatchSampler(src, 24, DegradationSpec(), seed=1, microscope_prob=0.5).batch(4)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert PatchSampler(src, 24, DegradationSpec(), seed=1).microscope is None
+    with pytest.raises(MdeblurError, match="scale 2"):
+        PatchSampler([to_tensor(skimage_image("camera"))], 24, DegradationSpec(scale=4), seed=1, microscope_prob=0.5)
+
+
+def test_microscope_validation_uses_held_out_seeds():
+    from mdeblur_cli.datasets import MICRO_POOL, MICRO_VAL_SEED, PINECONE_SEED0, TRAIN_SEED_LIMIT, microscope_validation
+
+    assert MICRO_POOL <= MICRO_VAL_SEED < TRAIN_SEED_LIMIT <= PINECONE_SEED0
+    pairs = microscope_validation(count=2, size=96)
+    assert len(pairs) == 2 and pairs[0][1].shape[-1] == 2 * pairs[0][0].shape[-1]

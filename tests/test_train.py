@@ -62,3 +62,30 @@ def test_empty_folder_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MdeblurError, match="no images"):
         train(_tiny(tmp_path, tmp_path / "empty"))
+
+
+def test_log_mse_weights_patches_by_their_own_error():
+    """log-mse: zero when exact, the mean of log1p(MSE_i/eps), and a smooth (low-error) patch pulls harder."""
+    import torch
+
+    from mdeblur_cli.train import LOG_MSE_EPS, Losses
+
+    losses = Losses(TrainConfig(pixel_loss="log-mse"), None, None)
+    target = torch.rand(2, 3, 8, 8)
+    assert losses.pixel(target, target).item() == 0.0
+    err = torch.zeros_like(target)
+    err[0] += 1e-3  # a smooth patch, nearly right
+    err[1] += 1e-1  # a textured patch, far off
+    pred = (target + err).requires_grad_()
+    value = losses.pixel(pred, target)
+    mse = err.pow(2).flatten(1).mean(1)
+    assert value.item() == pytest.approx(torch.log1p(mse / LOG_MSE_EPS).mean().item(), rel=1e-5)
+    value.backward()
+    g = pred.grad.flatten(1).abs().sum(1)
+    assert g[0] > g[1]  # under plain MSE the far-off patch's gradient is 100x larger
+    assert Losses(TrainConfig(), None, None).pixel(pred, target).item() == pytest.approx(mse.mean().item(), rel=1e-5)
+
+
+def test_unknown_pixel_loss_is_an_error(tmp_path):
+    with pytest.raises(MdeblurError, match="pixel loss"):
+        train(TrainConfig(pixel_loss="l1", out=str(tmp_path / "run")))
