@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mdeblur_cli.datasets import load_sources
+from mdeblur_cli.datasets import load_sources, microscope_validation
 from mdeblur_cli.train import config_from_toml, split_sources, validate, validation_set
 from mdeblur_cli.weights import load_model
 
@@ -25,11 +25,18 @@ def main() -> None:
     args = ap.parse_args()
     cfg = config_from_toml(args.config, {})
     _, val_src = split_sources(load_sources(cfg.data, cfg.scale)[0], cfg.scale)
-    pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0)
-    print(f"{len(pairs)} held-out pairs from {args.config}")
+    pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0, microscope=cfg.microscope_prob > 0)
+    n_micro = len(microscope_validation()) if cfg.microscope_prob > 0 else 0
+    groups = {"all": pairs, "image strips": pairs[n_micro:], "simulated microscope": pairs[:n_micro]}
+    print(f"{len(pairs)} held-out pairs from {args.config} ({n_micro} simulated microscope pairs)")
     for w in args.weights:
-        p, s = validate(load_model(w), pairs, torch.device("cpu"), cfg.scale)
-        print(f"{w}: PSNR {p:.3f} dB, SSIM {s:.4f}")
+        model = load_model(w)
+        parts = []
+        for name, group in groups.items():
+            if group:
+                p, s = validate(model, group, torch.device("cpu"), cfg.scale)
+                parts.append(f"{name} {p:.3f} dB / {s:.4f}")
+        print(f"{w}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":
