@@ -21,7 +21,9 @@ console = Console(stderr=True)
 
 
 def fail(exc: MdeblurError) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -186,6 +188,10 @@ def benchmark(
     from .weights import load_model
 
     try:
+        if plot_params is not None:
+            from .figures import require_matplotlib
+
+            require_matplotlib()  # before any output is written
         dev = resolve_device(device)
         evalset = load_eval_set(dataset, data_root, sigma, 2, limit)
         if evalset.stand_in:

@@ -79,8 +79,8 @@ def comparison_figure(images: list[dict], path: Path) -> None:
     write_image(path, fig)
 
 
-def params_plot(results: list[dict], title: str, path: Path) -> None:
-    """PSNR against parameter count for the learned methods (needs matplotlib: pip install 'mdeblur[plot]')."""
+def require_matplotlib():
+    """matplotlib.pyplot on the Agg backend, or a clear error naming the extra that installs it."""
     try:
         import matplotlib
 
@@ -88,6 +88,12 @@ def params_plot(results: list[dict], title: str, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MdeblurError("--plot-params needs matplotlib: pip install 'mdeblur[plot]'") from None
+    return plt
+
+
+def params_plot(results: list[dict], title: str, path: Path) -> None:
+    """PSNR against parameter count for the learned methods (needs matplotlib: pip install 'mdeblur[plot]')."""
+    plt = require_matplotlib()
     learned = [r for r in results if r.get("params")]
     if not learned:
         raise MdeblurError("--plot-params: no learned method in --methods")

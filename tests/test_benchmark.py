@@ -70,3 +70,15 @@ def test_cli_stand_in_notice_and_bad_method(tmp_path):
     assert res.exit_code == 0 and "STAND-IN" in res.output
     res = runner.invoke(app, ["benchmark", "--methods", "magic"])
     assert res.exit_code == 2 and "magic" in res.output
+
+
+def test_plot_params_without_matplotlib_fails_before_writing(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["benchmark", "--dataset", "reserved", "--limit", "1", "--methods", "bicubic",
+                              "--json", str(out), "--plot-params", str(tmp_path / "p.png")])
+    assert res.exit_code == 2
+    assert "mdeblur[plot]" in res.output  # the extra's name survives the console's markup
+    assert not out.exists() and not (tmp_path / "p.png").exists()
