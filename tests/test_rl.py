@@ -45,3 +45,24 @@ def test_per_channel_psfs():
     for c in range(3):
         single = richardson_lucy(blurred[c : c + 1], psfs[c], iterations=10)
         assert torch.allclose(joint[c : c + 1], single, atol=1e-5)
+
+
+def test_even_sized_psf_matches_the_reference_too():
+    img = torch.from_numpy(smooth_image(40, 48, seed=5)).permute(2, 0, 1)
+    psf = torch.rand(4, 6, generator=torch.Generator().manual_seed(0)) + 0.1
+    psf /= psf.sum()
+    blurred = convolve(img, gaussian_kernel(1.0))
+    out = richardson_lucy(blurred, psf, iterations=10)
+    pad = 2 * 6
+    ref = np.stack([
+        sk_richardson_lucy(np.pad(blurred[c].double().numpy(), pad, mode="reflect"), psf.double().numpy(),
+                           num_iter=10)[pad:-pad, pad:-pad]
+        for c in range(3)
+    ])
+    assert np.abs(out.numpy() - ref).max() < 1e-4
+
+
+def test_fft_sizes_are_3_smooth_and_minimal():
+    from mdeblur_cli.rl import fft_size
+
+    assert [fft_size(n) for n in (1, 5, 7, 564, 576, 577)] == [1, 6, 8, 576, 576, 648]
