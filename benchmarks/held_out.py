@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mdeblur_cli.datasets import load_sources, microscope_validation
+from mdeblur_cli.datasets import MICRO_VAL_COUNT, load_sources
 from mdeblur_cli.train import config_from_toml, split_sources, validate, validation_set
 from mdeblur_cli.weights import load_model
 
@@ -26,7 +26,7 @@ def main() -> None:
     cfg = config_from_toml(args.config, {})
     _, val_src = split_sources(load_sources(cfg.data, cfg.scale)[0], cfg.scale)
     pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0, microscope=cfg.microscope_prob > 0)
-    n_micro = len(microscope_validation()) if cfg.microscope_prob > 0 else 0
+    n_micro = MICRO_VAL_COUNT if cfg.microscope_prob > 0 else 0  # validation_set puts them first
     groups = {"all": pairs, "image strips": pairs[n_micro:], "simulated microscope": pairs[:n_micro]}
     print(f"{len(pairs)} held-out pairs from {args.config} ({n_micro} simulated microscope pairs)")
     for w in args.weights:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,9 +103,18 @@ def split_columns(
 
 MICRO_POOL = 24  # procedural specimens (seeds 0..23) simulated for the microscope share of training
 MICRO_VAL_SEED = 50_000  # held-out specimen seeds for validation; both ranges below TRAIN_SEED_LIMIT
+MICRO_VAL_COUNT = 4  # held-out simulated pairs in the validation set
 MICRO_MARGIN = 40  # HR px simulated around a patch: covers the widest training defocus PSF (radius 37)
 MICRO_DEFOCUS_UM = (10.0, 120.0)  # |dz| range of the training share (the pinecones stand-in uses 30-120)
 MICRO_PEAK_RANGE = (300.0, 3000.0)  # photons at white
+
+
+def procedural_specimen(index: int, seed: int, size: int) -> torch.Tensor:
+    """A (3, size, size) specimen; its kind (plant, fundus, fibres) cycles with `index`."""
+    from .specimens import SPECIMENS
+
+    kinds = list(SPECIMENS.values())
+    return to_tensor(kinds[index % len(kinds)](size, seed))
 
 
 class MicroscopePatches:
@@ -118,16 +127,12 @@ class MicroscopePatches:
     def __init__(self, seeds=range(MICRO_POOL), size: int = 256,
                  peak_range: tuple[float, float] | None = MICRO_PEAK_RANGE) -> None:
         from .simulate import SimulationSpec
-        from .specimens import SPECIMENS
 
-        kinds = list(SPECIMENS.values())
-        self.pool = [to_tensor(kinds[s % len(kinds)](size, s)) for s in seeds]
+        self.pool = [procedural_specimen(s, s, size) for s in seeds]
         self.spec = SimulationSpec()
         self.peak_range = peak_range  # None: noise-free
 
     def sample(self, patch_lr: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from dataclasses import replace
-
         from .simulate import simulate_pair
 
         g, s, m = generator, self.spec.scale, MICRO_MARGIN
@@ -151,17 +156,14 @@ class MicroscopePatches:
         return lr, downscale(hr, s).clamp(0, 1), hr
 
 
-def microscope_validation(count: int = 4, size: int = 192) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def microscope_validation(count: int = MICRO_VAL_COUNT, size: int = 192) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed held-out simulated pairs (specimen seeds from MICRO_VAL_SEED; the eval stand-ins use 900000+)."""
     from .simulate import SimulationSpec, simulate_pair
-    from .specimens import SPECIMENS
 
-    kinds = list(SPECIMENS.values())
     pairs = []
     for i in range(count):
         seed = MICRO_VAL_SEED + i
-        lr, hr, _ = simulate_pair(to_tensor(kinds[i % len(kinds)](size, seed)), SimulationSpec(),
-                                  torch.Generator().manual_seed(seed))
+        lr, hr, _ = simulate_pair(procedural_specimen(i, seed, size), SimulationSpec(), torch.Generator().manual_seed(seed))
         pairs.append((lr, hr))
     return pairs
 

@@ -21,7 +21,16 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import distributed as ddp
-from .datasets import PairedImage, PatchSampler, hr_of, load_sources, microscope_validation, soften, split_columns
+from .datasets import (
+    MICRO_VAL_COUNT,
+    PairedImage,
+    PatchSampler,
+    hr_of,
+    load_sources,
+    microscope_validation,
+    soften,
+    split_columns,
+)
 from .degrade import DegradationSpec, random_degradation
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
@@ -504,7 +513,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                 elapsed = time.time() - t0
                 info = {**provenance, "iterations": it, "val_psnr": val[0], "val_ssim": val[1],
                         "val_protocol": "right-most 20% of each training image, training degradation mix, 2 seeds"
-                        + (", + 4 held-out simulated microscope pairs" if cfg.microscope_prob > 0 else ""),
+                        + (f", + {MICRO_VAL_COUNT} held-out simulated microscope pairs" if cfg.microscope_prob > 0 else ""),
                         "wall_seconds": round(elapsed)}
                 save_weights(out / "last.safetensors", release, cfg.model, info)
                 if val[0] > best["psnr"]:

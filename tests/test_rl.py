@@ -10,17 +10,22 @@ from mdeblur_cli.rl import richardson_lucy
 from .conftest import smooth_image
 
 
+def _reflect_padded_reference(blurred: torch.Tensor, psf: torch.Tensor, iterations: int) -> np.ndarray:
+    """scikit-image's RL in float64 on the image reflect-padded by twice the PSF size, cropped back."""
+    pad = 2 * max(psf.shape)
+    return np.stack([
+        sk_richardson_lucy(np.pad(blurred[c].double().numpy(), pad, mode="reflect"), psf.double().numpy(),
+                           num_iter=iterations)[pad:-pad, pad:-pad]
+        for c in range(blurred.shape[0])
+    ])
+
+
 def test_matches_reflect_padded_float64_reference():
     img = torch.from_numpy(smooth_image(40, 56)).permute(2, 0, 1)
     psf = gaussian_kernel(1.5)
     blurred = convolve(img, psf)
     out = richardson_lucy(blurred, psf, iterations=30)
-    pad = 2 * psf.shape[0]
-    ref = np.stack([
-        sk_richardson_lucy(np.pad(blurred[c].double().numpy(), pad, mode="reflect"), psf.double().numpy(),
-                           num_iter=30)[pad:-pad, pad:-pad]
-        for c in range(3)
-    ])
+    ref = _reflect_padded_reference(blurred, psf, 30)
     assert np.abs(out.numpy() - ref).max() < 1e-4
 
 
@@ -53,12 +58,7 @@ def test_even_sized_psf_matches_the_reference_too():
     psf /= psf.sum()
     blurred = convolve(img, gaussian_kernel(1.0))
     out = richardson_lucy(blurred, psf, iterations=10)
-    pad = 2 * 6
-    ref = np.stack([
-        sk_richardson_lucy(np.pad(blurred[c].double().numpy(), pad, mode="reflect"), psf.double().numpy(),
-                           num_iter=10)[pad:-pad, pad:-pad]
-        for c in range(3)
-    ])
+    ref = _reflect_padded_reference(blurred, psf, 10)
     assert np.abs(out.numpy() - ref).max() < 1e-4
 
 
