@@ -139,12 +139,13 @@ def restore(
     precision: Annotated[str, typer.Option(help="fp32, or fp16/bf16 on CUDA.")] = "fp32",
     suffix: Annotated[str, typer.Option(help="Added to the file name in --out-dir.")] = "_x2",
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Average over the 8 flips/quarter turns: 8x slower, usually 0.1-0.8 dB better.")] = False,
 ) -> None:
     """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
     from .files import RestoreJob, restore_files
 
     job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive, tile=tile,
-                     device=device, precision=precision, suffix=suffix, overwrite=overwrite)
+                     device=device, precision=precision, suffix=suffix, overwrite=overwrite, self_ensemble=self_ensemble)
     try:
         failures, total = restore_files(job, console)
     except MdeblurError as exc:
@@ -175,6 +176,7 @@ def benchmark(
     figure: Annotated[Path | None, typer.Option(help="Write a comparison figure (PNG) with zoomed regions.")] = None,
     figure_images: Annotated[int, typer.Option(help="Images in the comparison figure.")] = 2,
     plot_params: Annotated[Path | None, typer.Option(help="Write PSNR vs parameters (PNG; needs matplotlib).")] = None,
+    self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Learned methods average over the 8 flips/quarter turns (named NAME+, as EDSR+).")] = False,
 ) -> None:
     """PSNR/SSIM of bicubic, RL-deconvolution + SR, U-Net + SR and M-Deblurgan on one dataset."""
     import json
@@ -185,6 +187,7 @@ def benchmark(
     from . import benchmark as bm
     from .datasets import load_eval_set
     from .device import resolve_device
+    from .models import SelfEnsemble
     from .weights import load_model
 
     try:
@@ -208,7 +211,10 @@ def benchmark(
                     raise MdeblurError(f"rl-sr: dataset {dataset} has no known PSF; pass --psf gaussian:SIGMA")
                 runs.append(bm.rl_method(2, rl_iters, fixed_psf))
             elif name in learned:
-                runs.append(bm.model_method(name, load_model(learned[name], dev), dev))
+                model = load_model(learned[name], dev)
+                if self_ensemble:
+                    name, model = name + "+", SelfEnsemble(model).eval()
+                runs.append(bm.model_method(name, model, dev))
             else:
                 raise MdeblurError(f"--methods: unknown method {name!r}")
     except MdeblurError as exc:

@@ -14,6 +14,7 @@ from .device import resolve_device, resolve_precision
 from .distributed import env_info
 from .errors import MdeblurError
 from .io import IMAGE_EXT, list_images, read_image, write_image
+from .models import SelfEnsemble
 from .restore import restore_array
 from .weights import load_model
 
@@ -32,6 +33,7 @@ class RestoreJob:
     precision: str = "fp32"
     suffix: str = "_x2"
     overwrite: bool = False
+    self_ensemble: bool = False
 
 
 def expand_inputs(inputs: list[str], recursive: bool) -> list[Path]:
@@ -89,6 +91,8 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
         device = torch.device("cuda", dinfo.local_rank % torch.cuda.device_count())
     resolve_precision(job.precision, device)
     model = load_model(job.weights, device)
+    if job.self_ensemble:
+        model = SelfEnsemble(model).eval()
     failures = 0
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeRemainingColumn()]

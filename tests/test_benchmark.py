@@ -82,3 +82,12 @@ def test_plot_params_without_matplotlib_fails_before_writing(tmp_path, monkeypat
     assert res.exit_code == 2
     assert "mdeblur[plot]" in res.output  # the extra's name survives the console's markup
     assert not out.exists() and not (tmp_path / "p.png").exists()
+
+
+def test_cli_self_ensemble_rows_are_named_plus(tmp_path, tiny_weights):
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["benchmark", "--dataset", "reserved", "--limit", "1", "--methods", "mdeblurgan",
+                              "--weights", str(tiny_weights), "--self-ensemble", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())["results"]
+    assert [r["method"] for r in rows] == ["mdeblurgan+"] and rows[0]["params"] > 0

@@ -146,3 +146,15 @@ def test_restore_shards_files_across_torchrun_ranks(tmp_path, tiny_weights, monk
                               "--weights", str(tiny_weights)])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_x2.png"]
+
+
+def test_restore_self_ensemble(tmp_path, tiny_weights):
+    src = _png(tmp_path / "in.png")
+    outs = []
+    for flag in ([], ["--self-ensemble"]):
+        dst = tmp_path / f"out{len(flag)}.png"
+        res = runner.invoke(app, ["restore", str(src), "-o", str(dst), "--weights", str(tiny_weights), *flag])
+        assert res.exit_code == 0, res.output
+        outs.append(read_image(dst).pages[0].astype(np.int32))
+    assert outs[1].shape == outs[0].shape == (80, 96, 3)
+    assert np.abs(outs[1] - outs[0]).max() > 0  # the tiny model is not equivariant, so the average differs

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .discriminator import Discriminator
+from .ensemble import SelfEnsemble
 from .generator import PRESETS, DeblurModule, GeneratorConfig, MDeblurGAN, OptimalApproximation, SRModule
 from .unet import UNET_PRESETS, UNetSR, UNetSRConfig
 
@@ -38,5 +39,5 @@ def count_params(model: nn.Module) -> int:
 
 __all__ = [
     "ARCHS", "DeblurModule", "Discriminator", "GeneratorConfig", "MDeblurGAN", "OptimalApproximation",
-    "SRModule", "UNET_PRESETS", "UNetSR", "UNetSRConfig", "PRESETS", "build_model", "count_params", "preset_config",
+    "SRModule", "SelfEnsemble", "UNET_PRESETS", "UNetSR", "UNetSRConfig", "PRESETS", "build_model", "count_params", "preset_config",
 ]
