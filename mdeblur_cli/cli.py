@@ -158,7 +158,7 @@ def restore(
 
 @app.command(epilog="Examples:\n\n  mdeblur benchmark --dataset reserved\n\n  mdeblur benchmark --dataset fire --json fire.json --markdown fire.md\n\n  mdeblur benchmark --dataset my_pairs/ --psf gaussian:1.2 --methods bicubic,rl-sr,mdeblurgan")
 def benchmark(
-    dataset: Annotated[str, typer.Option(help="reserved, fire, micro, or a folder (lr/+hr/ pairs or HR images).")] = "reserved",
+    dataset: Annotated[str, typer.Option(help="reserved, fire, micro, pinecones, or a folder (lr/+hr/ pairs or HR images).")] = "reserved",
     methods: Annotated[str, typer.Option(help="Comma-separated: bicubic, rl-sr, unet-sr, mdeblurgan, mdeblurgan-no-oa.")] = "bicubic,rl-sr,unet-sr,mdeblurgan",
     weights: Annotated[str, typer.Option(help="Weights for mdeblurgan.")] = "mdeblurgan-x2",
     unet_weights: Annotated[str, typer.Option(help="Weights for unet-sr.")] = "unet-sr-x2",
