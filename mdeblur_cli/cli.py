@@ -139,7 +139,7 @@ def restore(
     precision: Annotated[str, typer.Option(help="fp32, or fp16/bf16 on CUDA.")] = "fp32",
     suffix: Annotated[str, typer.Option(help="Added to the file name in --out-dir.")] = "_x2",
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
-    self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Average over the 8 flips/quarter turns: 8x slower, usually 0.1-0.8 dB better.")] = False,
+    self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Average over the 8 flips/quarter turns: 8x slower; measured +0.3 dB for the shipped model.")] = False,
 ) -> None:
     """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
     from .files import RestoreJob, restore_files
