@@ -164,7 +164,7 @@ def benchmark(
     unet_weights: Annotated[str, typer.Option(help="Weights for unet-sr.")] = "unet-sr-x2",
     no_oa_weights: Annotated[str, typer.Option(help="Weights for the ablation without the optimal approximation module.")] = "mdeblurgan-no-oa-x2",
     sigma: Annotated[float, typer.Option(help="Gaussian sigma (low-res px) of the FIRE protocol.")] = 1.5,
-    psf: Annotated[str | None, typer.Option(help="PSF for rl-sr where the data has none: gaussian:SIGMA, disk:R or a file.")] = None,
+    psf: Annotated[str | None, typer.Option(help="PSF for rl-sr: gaussian:SIGMA (LR px), disk:R, defocus:DZ_UM (x5/NA 0.12) or a file. Default: the data's own PSF, else a grid search.")] = None,
     rl_iters: Annotated[int, typer.Option(help="Richardson-Lucy iterations.")] = 30,
     data_root: Annotated[Path | None, typer.Option(help="Where real data sets live (else $MDEBLUR_DATA, user data dir).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use the first N images.")] = None,
@@ -200,6 +200,7 @@ def benchmark(
         if evalset.stand_in:
             console.print(f"[yellow]note:[/yellow] {evalset.source}")
         fixed_psf = bm.parse_psf(psf) if psf else None
+        rl_psf = {"source": "--psf", "psf": psf} if psf else None
         chosen = [m.strip() for m in methods.split(",") if m.strip()]
         learned = {"unet-sr": unet_weights, "mdeblurgan": weights, "mdeblurgan-no-oa": no_oa_weights}
         runs = []
@@ -208,7 +209,15 @@ def benchmark(
                 runs.append(bm.bicubic_method(2))
             elif name == "rl-sr":
                 if fixed_psf is None and any(p.psf is None for p in evalset.pairs):
-                    raise MdeblurError(f"rl-sr: dataset {dataset} has no known PSF; pass --psf gaussian:SIGMA")
+                    n = min(len(evalset.pairs), bm.PSF_SEARCH_IMAGES)
+                    console.print(f"rl-sr: the data carry no PSF; searching {len(bm.PSF_GRID)} candidates on "
+                                  f"{n} image(s) by PSNR against the ground truth (a tuned baseline; --psf sets one)")
+                    spec, grid = bm.search_psf(evalset.pairs, 2, rl_iters)
+                    fixed_psf = bm.parse_psf(spec)
+                    rl_psf = {"source": f"grid search, best mean PSNR on {n} image(s)", "psf": spec, "grid": grid}
+                    console.print("  " + ", ".join(f"{g['psf']} {g['psnr']:.2f}" for g in grid) + f" -> {spec}")
+                elif fixed_psf is None:
+                    rl_psf = {"source": "dataset", "psf": "each pair's known PSF"}
                 runs.append(bm.rl_method(2, rl_iters, fixed_psf))
             elif name in learned:
                 model = load_model(learned[name], dev)
@@ -223,7 +232,7 @@ def benchmark(
         task = progress.add_task("benchmark", total=len(runs) * len(evalset.pairs))
         results, kept = bm.run_benchmark(evalset.pairs, runs, 2, y_channel, on_step=lambda: progress.advance(task),
                                          keep=figure_images if figure else 0)
-    rep = bm.report(evalset, results, 2)
+    rep = bm.report(evalset, results, 2, rl_psf if "rl-sr" in chosen else None)
     table = Table(title=bm.header_line(rep), title_justify="left")
     for col in ("method", "PSNR (dB)", "SSIM", *(("PSNR-Y", "SSIM-Y") if y_channel else ()), "params", "s/Mpix",
                 "paper FIRE", "paper PINE CONES"):

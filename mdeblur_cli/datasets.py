@@ -371,7 +371,7 @@ def folder_eval_set(root: Path, sigma_px: float, scale: int) -> EvalSet:
         raise MdeblurError(f"{root}: not a dataset name ({', '.join(EVAL_SETS)}) nor a folder")
     if (root / "lr").is_dir() and (root / "hr").is_dir():
         pairs = [BenchPair(q.name, q.lr, q.hr) for q in load_pairs(root, scale)]
-        return EvalSet(str(root), pairs, False, f"paired folder {root}", {"name": "paired", "psf": "unknown"})
+        return EvalSet(str(root), pairs, False, f"paired folder {root}", {"name": "paired lr/ + hr/ images", "psf": "unknown"})
     files = list_images(root, recursive=True)
     if not files:
         raise MdeblurError(f"{root}: no images found")
