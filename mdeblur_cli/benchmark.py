@@ -127,9 +127,10 @@ def parse_psf(spec: str) -> torch.Tensor:
         if kind == "disk":
             return disk_kernel(float(value))
         if kind == "defocus":
-            from .simulate import OBJ_X5, rgb_psfs
+            from .simulate import OBJ_X5, cached_rgb_psfs
 
-            return rgb_psfs(float(value), OBJ_X5, OBJ_X5.pixel_um).float()
+            # Memoised: the grid search and the chosen PSF would otherwise simulate the same optics twice.
+            return cached_rgb_psfs(float(value), OBJ_X5, OBJ_X5.pixel_um).float().clone()  # not the shared tensor
     except ValueError:
         raise MdeblurError(f"--psf {spec}: not a number after '{kind}:'") from None
     from pathlib import Path
