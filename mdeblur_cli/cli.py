@@ -23,7 +23,7 @@ console = Console(stderr=True)
 def fail(exc: MdeblurError) -> None:
     from rich.markup import escape
 
-    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(2)
 
 

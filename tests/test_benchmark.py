@@ -128,3 +128,12 @@ def test_cli_self_ensemble_rows_are_named_plus(tmp_path, tiny_weights):
     assert res.exit_code == 0, res.output
     rows = json.loads(out.read_text())["results"]
     assert [r["method"] for r in rows] == ["mdeblurgan+"] and rows[0]["params"] > 0
+
+
+def test_bad_psf_error_is_printed_verbatim(tmp_path):
+    # rich would turn ':abc:' into an emoji; the one-line error must show the user's text as typed.
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["benchmark", "--dataset", "reserved", "--limit", "1", "--methods", "rl-sr",
+                              "--psf", "gaussian:abc", "--json", str(out)])
+    assert res.exit_code == 2 and not out.exists()
+    assert "--psf gaussian:abc: not a number after 'gaussian:'" in res.output
