@@ -47,12 +47,12 @@ def _centred_otf(psf: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def separable_factors(psf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(vertical, horizontal) 1-D kernels, each (C, k), whose outer products are the (C, kh, kw) PSFs; None
     when some channel's PSF is not of rank one within SEPARABLE_RTOL."""
-    p = psf.reshape(-1, *psf.shape[-2:]).double()
+    p = psf.detach().reshape(-1, *psf.shape[-2:]).cpu().double()  # on the CPU: MPS has no float64
     u, s, vh = torch.linalg.svd(p)
     if s.shape[-1] > 1 and bool((s[:, 1:].norm(dim=-1) > SEPARABLE_RTOL * s[:, :1].norm(dim=-1)).any()):
         return None
     root = s[:, :1].sqrt()
-    return (u[:, :, 0] * root).to(psf.dtype), (vh[:, 0, :] * root).to(psf.dtype)
+    return (u[:, :, 0] * root).to(psf), (vh[:, 0, :] * root).to(psf)
 
 
 def _shift_add(z: torch.Tensor, taps: torch.Tensor, n: int, dim: int) -> torch.Tensor:
