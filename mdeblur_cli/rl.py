@@ -73,14 +73,43 @@ def _shift_add(z: torch.Tensor, taps: torch.Tensor, n: int, dim: int) -> torch.T
     return out
 
 
-def _conv_same_separable(x: torch.Tensor, col: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
-    """Linear 'same' convolution of (B, C, H, W) by col (x) row, centre (k - 1) // 2 as in scipy, zeros outside."""
+def _conv_same_separable(x: torch.Tensor, col_taps: torch.Tensor, row_taps: torch.Tensor) -> torch.Tensor:
+    """Linear 'same' convolution of (B, C, H, W), zeros outside, by the kernel whose 1-D factors, flipped, are
+    col_taps and row_taps (taps in correlation order, so the loop flips nothing); the kernel's centre is pixel
+    (k - 1) // 2, as in scipy. The mirrored kernel is the same call with the factors unflipped."""
     h, w = x.shape[-2:]
-    kh, kw = col.shape[-1], row.shape[-1]
+    kh, kw = col_taps.shape[-1], row_taps.shape[-1]
     z = F.pad(x, ((kw - 1) - (kw - 1) // 2, (kw - 1) // 2))
-    z = _shift_add(z, row.flip(-1), w, -1)
+    z = _shift_add(z, row_taps, w, -1)
     z = F.pad(z, (0, 0, (kh - 1) - (kh - 1) // 2, (kh - 1) // 2))
-    return _shift_add(z, col.flip(-1), h, -2)
+    return _shift_add(z, col_taps, h, -2)
+
+
+def _rl_separable(x: torch.Tensor, col: torch.Tensor, row: torch.Tensor, iterations: int) -> torch.Tensor:
+    """RL on the padded image x with the PSF col (x) row, by direct 'same' convolution."""
+    col_f, row_f = col.flip(-1), row.flip(-1)
+    est = torch.full_like(x, 0.5)
+    for _ in range(iterations):
+        ratio = _conv_same_separable(est, col_f, row_f).add_(EPS).reciprocal_().mul_(x)
+        est.mul_(_conv_same_separable(ratio, col, row))
+    return est
+
+
+def _rl_fft(x: torch.Tensor, psf: torch.Tensor, iterations: int) -> torch.Tensor:
+    """RL on the padded image x by FFT on a zero canvas (see richardson_lucy); returns the estimate on x's grid."""
+    kh, kw = psf.shape[-2:]
+    ph, pw = x.shape[-2:]
+    size = (fft_size(ph + kh - 1), fft_size(pw + kw - 1))
+    x = F.pad(x, (0, size[1] - pw, 0, size[0] - ph))
+    otf = _centred_otf(psf, size)
+    otf_mirror = _centred_otf(psf.flip(-1, -2), size)
+    est = torch.zeros_like(x)
+    est[..., :ph, :pw] = 0.5
+    for _ in range(iterations):
+        blurred = torch.fft.irfft2(torch.fft.rfft2(est).mul_(otf), s=size).add_(EPS)
+        ratio = blurred.reciprocal_().mul_(x)  # x is 0 outside the padded image, so the ratio is too
+        est.mul_(torch.fft.irfft2(torch.fft.rfft2(ratio).mul_(otf_mirror), s=size))
+    return est[..., :ph, :pw]
 
 
 def richardson_lucy(img: torch.Tensor, psf: torch.Tensor, iterations: int = 30, pad: int | None = None,
@@ -112,24 +141,8 @@ def richardson_lucy(img: torch.Tensor, psf: torch.Tensor, iterations: int = 30, 
     if method == "separable" and factors is None:
         raise ValueError("the PSF is not separable (rank one); use method 'fft' or 'auto'")
     if factors is not None and (method == "separable" or max(kh, kw) <= SEPARABLE_MAX_SIZE):
-        col, row = factors
-        col_m, row_m = col.flip(-1), row.flip(-1)
-        est = torch.full_like(x, 0.5)
-        for _ in range(iterations):
-            ratio = _conv_same_separable(est, col, row).add_(EPS).reciprocal_().mul_(x)
-            est.mul_(_conv_same_separable(ratio, col_m, row_m))
-        est = est[..., pad : pad + h, pad : pad + w].clamp(-1, 1)
-        return est[0] if squeeze else est
-    ph, pw = x.shape[-2:]
-    size = (fft_size(ph + kh - 1), fft_size(pw + kw - 1))
-    x = F.pad(x, (0, size[1] - pw, 0, size[0] - ph))
-    otf = _centred_otf(psf, size)
-    otf_mirror = _centred_otf(psf.flip(-1, -2), size)
-    est = torch.zeros_like(x)
-    est[..., :ph, :pw] = 0.5
-    for _ in range(iterations):
-        blurred = torch.fft.irfft2(torch.fft.rfft2(est).mul_(otf), s=size).add_(EPS)
-        ratio = blurred.reciprocal_().mul_(x)  # x is 0 outside the padded image, so the ratio is too
-        est.mul_(torch.fft.irfft2(torch.fft.rfft2(ratio).mul_(otf_mirror), s=size))
+        est = _rl_separable(x, *factors, iterations)
+    else:
+        est = _rl_fft(x, psf, iterations)
     est = est[..., pad : pad + h, pad : pad + w].clamp(-1, 1)
     return est[0] if squeeze else est
