@@ -59,5 +59,9 @@ def gather_objects(obj, info: DistInfo) -> list:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group together: without the barrier a rank that finishes first (rank 0 still drawing
+    the training curve) tears gloo down under the other, which can abort it ('terminate called without an
+    active exception', exit -6)."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
