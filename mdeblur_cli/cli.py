@@ -27,6 +27,20 @@ def fail(exc: MdeblurError) -> None:
     raise typer.Exit(2)
 
 
+def _percentiles(text: str | None) -> tuple[float, float] | None:
+    """'LO,HI' to a pair of percentiles, checked."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        lo, hi = (float(x) for x in parts)
+    except ValueError:
+        raise MdeblurError(f"--percentiles {text}: expected two numbers LO,HI such as 0.1,99.9") from None
+    if not 0 <= lo < hi <= 100:
+        raise MdeblurError(f"--percentiles {text}: need 0 <= LO < HI <= 100")
+    return lo, hi
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"mdeblur {__version__}")
@@ -140,13 +154,16 @@ def restore(
     suffix: Annotated[str, typer.Option(help="Added to the file name in --out-dir.")] = "_x2",
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Average over the 8 flips/quarter turns: 8x slower; measured +0.3 dB for the shipped model.")] = False,
+    normalize: Annotated[str, typer.Option(help="Intensity mapping before the network, undone after: auto (8-bit: range; 16-bit and float: percentile), percentile, range or none.")] = "auto",
+    percentiles: Annotated[str | None, typer.Option(help="LO,HI percentiles for --normalize percentile. [default: the model's own, 0.1,99.9]")] = None,
 ) -> None:
     """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
     from .files import RestoreJob, restore_files
 
-    job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive, tile=tile,
-                     device=device, precision=precision, suffix=suffix, overwrite=overwrite, self_ensemble=self_ensemble)
     try:
+        job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive,
+                         tile=tile, device=device, precision=precision, suffix=suffix, overwrite=overwrite,
+                         self_ensemble=self_ensemble, normalize=normalize, percentiles=_percentiles(percentiles))
         failures, total = restore_files(job, console)
     except MdeblurError as exc:
         fail(exc)
@@ -177,6 +194,8 @@ def benchmark(
     figure_images: Annotated[int, typer.Option(help="Images in the comparison figure.")] = 2,
     plot_params: Annotated[Path | None, typer.Option(help="Write PSNR vs parameters (PNG; needs matplotlib).")] = None,
     self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Learned methods average over the 8 flips/quarter turns (named NAME+, as EDSR+).")] = False,
+    input_depth: Annotated[str, typer.Option(help="The low-res input as a user's file: 8, 16 or float (also jpeg90, poisson1000, dim12); normalised as restore does.")] = "8",
+    robustness: Annotated[bool, typer.Option("--robustness", help="Run every method under float, 16-bit, 8-bit, JPEG q90, Poisson 1000 photons and dim 12-bit input; one table.")] = False,
 ) -> None:
     """PSNR/SSIM of bicubic, RL-deconvolution + SR, U-Net + SR and M-Deblurgan on one dataset."""
     import json
@@ -195,10 +214,15 @@ def benchmark(
             from .figures import require_matplotlib
 
             require_matplotlib()  # before any output is written
+        if input_depth not in bm.INPUT_CONDITIONS:
+            raise MdeblurError(f"--input-depth {input_depth}: use one of {', '.join(bm.INPUT_CONDITIONS)}")
+        conditions = [bm.INPUT_CONDITIONS[c] for c in (bm.ROBUSTNESS if robustness else (input_depth,))]
         dev = resolve_device(device)
         evalset = load_eval_set(dataset, data_root, sigma, 2, limit)
         if evalset.stand_in:
             console.print(f"[yellow]note:[/yellow] {evalset.source}")
+        inputs = {c.name: bm.prepare_inputs(evalset.pairs, c) for c in conditions}
+        first = inputs[conditions[0].name]
         fixed_psf = bm.parse_psf(psf) if psf else None
         rl_psf = {"source": "--psf", "psf": psf} if psf else None
         chosen = [m.strip() for m in methods.split(",") if m.strip()]
@@ -212,7 +236,7 @@ def benchmark(
                     n = min(len(evalset.pairs), bm.PSF_SEARCH_IMAGES)
                     console.print(f"rl-sr: the data carry no PSF; searching {len(bm.PSF_GRID)} candidates on "
                                   f"{n} image(s) by PSNR against the ground truth (a tuned baseline; --psf sets one)")
-                    spec, grid = bm.search_psf(evalset.pairs, 2, rl_iters)
+                    spec, grid = bm.search_psf(first, 2, rl_iters)
                     fixed_psf = bm.parse_psf(spec)
                     rl_psf = {"source": f"grid search, best mean PSNR on {n} image(s)", "psf": spec, "grid": grid}
                     console.print("  " + ", ".join(f"{g['psf']} {g['psnr']:.2f}" for g in grid) + f" -> {spec}")
@@ -228,11 +252,21 @@ def benchmark(
                 raise MdeblurError(f"--methods: unknown method {name!r}")
     except MdeblurError as exc:
         fail(exc)
+    reps = []
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("benchmark", total=len(runs) * len(evalset.pairs))
-        results, kept = bm.run_benchmark(evalset.pairs, runs, 2, y_channel, on_step=lambda: progress.advance(task),
-                                         keep=figure_images if figure else 0)
-    rep = bm.report(evalset, results, 2, rl_psf if "rl-sr" in chosen else None)
+        task = progress.add_task("benchmark", total=len(runs) * len(evalset.pairs) * len(conditions))
+        for cond in conditions:
+            results, kept = bm.run_benchmark(inputs[cond.name], runs, 2, y_channel,
+                                             on_step=lambda: progress.advance(task),
+                                             keep=figure_images if figure and cond is conditions[0] else 0)
+            reps.append(bm.report(evalset, results, 2, rl_psf if "rl-sr" in chosen else None, cond))
+            if cond is conditions[0]:
+                first_kept = kept
+    if robustness:
+        _print_robustness(reps, json_out, markdown)
+        return
+    rep, kept = reps[0], first_kept
+    results = rep["results"]
     table = Table(title=bm.header_line(rep), title_justify="left")
     for col in ("method", "PSNR (dB)", "SSIM", *(("PSNR-Y", "SSIM-Y") if y_channel else ()), "params", "s/Mpix",
                 "paper FIRE", "paper PINE CONES"):
@@ -269,6 +303,28 @@ def benchmark(
         except MdeblurError as exc:
             fail(exc)
         console.print(f"plot: {plot_params}")
+
+
+def _print_robustness(reps: list[dict], json_out: Path | None, markdown: Path | None) -> None:
+    import json
+
+    from rich.table import Table
+
+    from . import benchmark as bm
+
+    table = Table(title=bm.header_line({**reps[0], "input": {"description": "see columns"}}), title_justify="left")
+    table.add_column("method")
+    for rep in reps:
+        table.add_column(rep["input"]["description"], justify="right")
+    for i, row in enumerate(reps[0]["results"]):
+        table.add_row(row["method"], *(f"{rep['results'][i]['psnr']:.2f} / {rep['results'][i]['ssim']:.4f}"
+                                       for rep in reps))
+    Console().print(table)
+    console.print("cells: PSNR (dB) / SSIM against the clean ground truth; each input normalised as restore does.")
+    for path, text in ((json_out, json.dumps({"robustness": reps}, indent=2)), (markdown, bm.robustness_markdown(reps))):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text + "\n")
 
 
 datasets_app = typer.Typer(help="Named datasets: what is found where.", no_args_is_help=True)

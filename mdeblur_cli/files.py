@@ -15,7 +15,8 @@ from .distributed import env_info
 from .errors import MdeblurError
 from .io import IMAGE_EXT, list_images, read_image, write_image
 from .models import SelfEnsemble
-from .restore import restore_array
+from .normalize import MODES, Normalization, choose
+from .restore import model_percentiles, restore_array
 from .weights import load_model
 
 
@@ -34,6 +35,8 @@ class RestoreJob:
     suffix: str = "_x2"
     overwrite: bool = False
     self_ensemble: bool = False
+    normalize: str = "auto"
+    percentiles: tuple[float, float] | None = None  # None: the model's own
 
 
 def expand_inputs(inputs: list[str], recursive: bool) -> list[Path]:
@@ -79,6 +82,14 @@ def plan_outputs(job: RestoreJob, files: list[Path]) -> list[tuple[Path, Path]]:
     return plan
 
 
+def _describe(norms: list[Normalization], percentiles: tuple[float, float]) -> str:
+    """The normalisation used, for the log line (the first page's, and how many pages)."""
+    n = norms[0]
+    what = f"percentiles {percentiles[0]:g}-{percentiles[1]:g}%" if n.mode == "percentile" else n.mode
+    more = f", per page over {len(norms)} pages" if len(norms) > 1 else ""
+    return f"{what} [{n.lo:.6g}, {n.hi:.6g}] -> [0, 1], inverted after{more}"
+
+
 def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
     """Restore every input; returns (inputs that failed, inputs in all)."""
     files = expand_inputs(job.inputs, job.recursive)
@@ -90,7 +101,10 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
     if dinfo.enabled and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", dinfo.local_rank % torch.cuda.device_count())
     resolve_precision(job.precision, device)
+    if job.normalize not in MODES:
+        raise MdeblurError(f"--normalize {job.normalize}: use one of {', '.join(MODES)}")
     model = load_model(job.weights, device)
+    percentiles = job.percentiles or model_percentiles(model)
     if job.self_ensemble:
         model = SelfEnsemble(model).eval()
     failures = 0
@@ -106,10 +120,15 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
         for src, dst in plan:
             try:
                 image = read_image(src)
-                pages = [restore_array(page, model, tile=job.tile, device=device, precision=job.precision,
-                                       progress=on_tile) for page in image.pages]
+                pages, norms = [], []
+                for page in image.pages:  # percentiles per page, over the whole page (every tile alike)
+                    norm = choose(page[..., :3] if page.ndim == 3 else page, job.normalize, percentiles)
+                    pages.append(restore_array(page, model, tile=job.tile, device=device, precision=job.precision,
+                                               progress=on_tile, normalize=norm))
+                    norms.append(norm)
                 write_image(dst, pages)
-                console.print(f"{src} -> {dst}", highlight=False)
+                console.print(f"{src} -> {dst} (intensities: {_describe(norms, percentiles)})", highlight=False, soft_wrap=True,
+                              markup=False)
             except MdeblurError as exc:
                 failures += 1
                 console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)

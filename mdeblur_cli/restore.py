@@ -13,6 +13,7 @@ from torch import nn
 
 from .device import resolve_device, resolve_precision
 from .io import from_float, to_float
+from .normalize import DEFAULT_PERCENTILES, Normalization, choose, dtype_range
 
 MULTIPLE = 8  # tile origins on the network's downsampling grid
 MIN_TILE = 64
@@ -125,9 +126,12 @@ def _pad_reflect(img: np.ndarray) -> np.ndarray:
 
 def restore_float(
     model: nn.Module, img: np.ndarray, tile: int = 256, device: torch.device | str = "cpu",
-    precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
+    precision: str = "fp32", progress: Callable[[int, int], None] | None = None, clip: bool = True,
 ) -> np.ndarray:
-    """Restore a float32 (H, W, C) image in [0, 1] with the model's channel count; returns (H*s, W*s, C)."""
+    """Restore a float32 (H, W, C) image, normalised to about [0, 1], with the model's channel count.
+
+    Returns (H*s, W*s, C), clipped to [0, 1] unless `clip` is False (percentile-normalised data may pass it).
+    """
     device = resolve_device(device) if isinstance(device, str) else device
     dtype = resolve_precision(precision, device)
     model = model.to(device)
@@ -146,38 +150,55 @@ def restore_float(
                 raise
             torch.cuda.empty_cache()
             tile = max(MIN_TILE, tile // 2 // MULTIPLE * MULTIPLE)
-    return np.clip(out[: h * s, : w * s], 0, 1)
+    out = out[: h * s, : w * s]
+    return np.clip(out, 0, 1) if clip else out
+
+
+def model_percentiles(model: nn.Module) -> tuple[float, float]:
+    """The percentiles the model was trained with (its weights' metadata), else the default."""
+    prov = getattr(model, "provenance", {}) or {}
+    for rec in (prov.get("normalization"), prov.get("degradation")):
+        if rec and "percentiles" in rec:
+            return tuple(rec["percentiles"])
+    return DEFAULT_PERCENTILES
 
 
 def restore_array(
     array: np.ndarray, model: nn.Module, tile: int = 256, device: torch.device | str = "cpu",
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
+    normalize: str | Normalization = "auto", percentiles: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Restore an (H, W) or (H, W, C) array (C = 1, 3 or 4) of any dtype; returns the same dtype and channels.
 
-    Integers are scaled by their type's maximum; floats outside [0, 1] are scaled by their own range
-    and mapped back. Gray is restored as RGB and averaged back; alpha is upscaled bicubically.
+    Intensities are normalised (`normalize`: auto, percentile, range, none, or a ready `Normalization`; the
+    percentiles default to the model's own) and mapped back by the exact inverse into the input's scale,
+    clipped only at the dtype's limits. Gray is restored as RGB and averaged back; alpha is upscaled bicubically.
     """
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
         raise ValueError(f"expected (H, W) or (H, W, C) with C in 1, 3, 4; got {array.shape}")
     dtype = array.dtype
-    img = to_float(array)
-    lo, hi = 0.0, 1.0
-    if np.issubdtype(dtype, np.floating) and (img.min() < 0 or img.max() > 1):
-        lo, hi = float(img.min()), float(img.max())
-        img = (img - lo) / max(hi - lo, 1e-12)
+    color = array[..., :3] if array.ndim == 3 and array.shape[2] == 4 else array
+    norm = normalize if isinstance(normalize, Normalization) else choose(
+        color, normalize, percentiles or model_percentiles(model))
+    img = norm.apply(color.astype(np.float32)).astype(np.float32)
     gray = img.ndim == 2 or img.shape[2] == 1
-    rgb = np.repeat(img.reshape(*img.shape[:2], 1), 3, axis=2) if gray else img[..., :3]
-    out = restore_float(model, rgb, tile=tile, device=device, precision=precision, progress=progress)
+    rgb = np.repeat(img.reshape(*img.shape[:2], 1), 3, axis=2) if gray else img
+    out = restore_float(model, rgb, tile=tile, device=device, precision=precision, progress=progress, clip=False)
     if gray:
         out = out.mean(2)
-    elif img.shape[2] == 4:
+    out = norm.invert(out)
+    lo, hi = dtype_range(dtype)
+    if np.issubdtype(dtype, np.integer):
+        out = np.clip(out, lo, hi)
+    elif norm.mode != "percentile" and (norm.lo, norm.hi) == (lo, hi):
+        out = np.clip(out, lo, hi)  # a float image in [0, 1] stays in [0, 1]
+    if array.ndim == 3 and array.shape[2] == 4:
         s = model.scale
-        alpha = F.interpolate(torch.from_numpy(img[..., 3].copy())[None, None], scale_factor=s, mode="bicubic",
-                              align_corners=False)[0, 0].clamp(0, 1).numpy()
-        out = np.concatenate([out, alpha[..., None]], 2)
+        alpha = F.interpolate(torch.from_numpy(to_float(array[..., 3]).copy())[None, None], scale_factor=s,
+                              mode="bicubic", align_corners=False)[0, 0].clamp(0, 1).numpy()
+        out = np.concatenate([out, from_float(alpha, dtype)[..., None].astype(np.float64)], 2)
     if array.ndim == 3 and array.shape[2] == 1:
         out = out[..., None]
-    if (lo, hi) != (0.0, 1.0):
-        out = out * (hi - lo) + lo
-    return from_float(out, dtype)
+    if np.issubdtype(dtype, np.integer):
+        return np.rint(out).astype(dtype)
+    return out.astype(dtype)

@@ -85,3 +85,33 @@ def test_oom_retries_with_smaller_tiles(tiny_model, monkeypatch):
     monkeypatch.setattr(r, "restore_tensor", flaky)
     out = r.restore_float(tiny_model, smooth_image(100, 100), tile=256)
     assert calls == [256, 128, 64] and out.shape == (200, 200, 3)
+
+
+class _Bicubic(torch.nn.Module):
+    """A stand-in network that only upsamples: restoring through it shows what the intensity mapping does."""
+
+    scale = 2
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False), x
+
+
+@pytest.mark.parametrize("mode", ["auto", "percentile", "range", "none"])
+def test_normalisation_is_undone_exactly_into_the_input_scale(mode):
+    scene = smooth_image(40, 48, c=1)[..., 0]
+    arr = np.rint(100 + scene * 4100).astype(np.uint16)  # 12-bit data over a camera offset of 100
+    out = restore_array(arr, _Bicubic(), normalize=mode)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(arr.astype(np.float32))[None, None], scale_factor=2,
+                                          mode="bicubic", align_corners=False)[0, 0].numpy()
+    assert out.dtype == np.uint16
+    assert np.abs(out.astype(np.float64) - np.clip(np.rint(ref), 0, 65535)).max() <= 1  # rounding only
+    assert out.min() > 50 and np.median(out) > 100  # the offset is kept, not clipped to 0
+
+
+def test_percentile_output_is_clipped_only_at_the_dtypes_limits():
+    arr = np.zeros((32, 32), np.float32)
+    arr[8:24, 8:24] = 5000.0  # a float image far outside [0, 1]
+    out = restore_array(arr, _Bicubic(), normalize="percentile")
+    assert out.dtype == np.float32 and out.max() > 5000  # bicubic overshoot survives: no clip to [0, 1]
+    u8 = restore_array((arr > 0).astype(np.uint8) * 255, _Bicubic(), normalize="percentile")
+    assert u8.min() == 0 and u8.max() == 255
