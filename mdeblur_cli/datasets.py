@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .degrade import DegradationSpec, downscale, random_degradation
+from .degrade import DegradationSpec, downscale, random_degradation, random_encoding
 from .errors import MdeblurError
 from .io import list_images, read_image, to_float
 
@@ -107,6 +107,14 @@ MICRO_VAL_COUNT = 4  # held-out simulated pairs in the validation set
 MICRO_MARGIN = 40  # HR px simulated around a patch: covers the widest training defocus PSF (radius 37)
 MICRO_DEFOCUS_UM = (10.0, 120.0)  # |dz| range of the training share (the pinecones stand-in uses 30-120)
 MICRO_PEAK_RANGE = (300.0, 3000.0)  # photons at white
+MICRO_REAL_SIDE = 256  # HR side of the real training-image crops also put through the optics
+MICRO_REAL_MAX = 48  # at most this many such crops
+
+
+def real_specimens(hr: torch.Tensor, side: int) -> list[torch.Tensor]:
+    """Non-overlapping side x side crops of a (training) HR image, to be used as specimens for the optics."""
+    ny, nx = hr.shape[-2] // side, hr.shape[-1] // side
+    return [hr[:, i * side : (i + 1) * side, j * side : (j + 1) * side] for i in range(ny) for j in range(nx)]
 
 
 def procedural_specimen(index: int, seed: int, size: int) -> torch.Tensor:
@@ -125,12 +133,14 @@ class MicroscopePatches:
     """
 
     def __init__(self, seeds=range(MICRO_POOL), size: int = 256,
-                 peak_range: tuple[float, float] | None = MICRO_PEAK_RANGE) -> None:
+                 peak_range: tuple[float, float] | None = MICRO_PEAK_RANGE, real: list[torch.Tensor] = (),
+                 encoding: DegradationSpec | None = None) -> None:
         from .simulate import SimulationSpec
 
-        self.pool = [procedural_specimen(s, s, size) for s in seeds]
+        self.pool = [procedural_specimen(s, s, size) for s in seeds] + list(real)
         self.spec = SimulationSpec()
         self.peak_range = peak_range  # None: noise-free
+        self.encoding = encoding  # None: the LR stays float; else stored and normalised as a user's file
 
     def sample(self, patch_lr: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from .simulate import simulate_pair
@@ -153,17 +163,25 @@ class MicroscopePatches:
         lr, hr, _ = simulate_pair(src[:, y : y + side, x : x + side], replace(self.spec, peak=peak), g, dz_um=dz)
         hr = hr[:, m : m + p_hr, m : m + p_hr]
         lr = lr[:, m // s : m // s + patch_lr, m // s : m // s + patch_lr]
-        return lr, downscale(hr, s).clamp(0, 1), hr
+        lr_clear = downscale(hr, s).clamp(0, 1)
+        if self.encoding is not None:
+            lr, (lr_clear, hr), _ = random_encoding(lr, (lr_clear, hr), self.encoding, g)
+        return lr, lr_clear, hr
 
 
-def microscope_validation(count: int = MICRO_VAL_COUNT, size: int = 192) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed held-out simulated pairs (specimen seeds from MICRO_VAL_SEED; the eval stand-ins use 900000+)."""
+def microscope_validation(count: int = MICRO_VAL_COUNT, size: int = 192,
+                          encoding: DegradationSpec | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed held-out simulated pairs (specimen seeds from MICRO_VAL_SEED; the eval stand-ins use 900000+),
+    their LR stored and normalised as a user's file (`encoding`) where given."""
     from .simulate import SimulationSpec, simulate_pair
 
     pairs = []
     for i in range(count):
         seed = MICRO_VAL_SEED + i
-        lr, hr, _ = simulate_pair(procedural_specimen(i, seed, size), SimulationSpec(), torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        lr, hr, _ = simulate_pair(procedural_specimen(i, seed, size), SimulationSpec(), g)
+        if encoding is not None:
+            lr, (hr,), _ = random_encoding(lr, (hr,), encoding, g)
         pairs.append((lr, hr))
     return pairs
 
@@ -184,7 +202,11 @@ class PatchSampler:
         self.spec = spec
         self.zoom_prob, self.zoom_max, self.soft_prob = zoom_prob, zoom_max, soft_prob
         self.microscope_prob = microscope_prob
-        self.microscope = MicroscopePatches() if microscope_prob > 0 else None
+        self.microscope = None
+        if microscope_prob > 0:  # procedural specimens and real training images through the x5/x10 optics
+            real = [c for src in self.sources if not isinstance(src, PairedImage)
+                    for c in real_specimens(src, MICRO_REAL_SIDE)][:MICRO_REAL_MAX]
+            self.microscope = MicroscopePatches(real=real, encoding=spec)
         if self.microscope is not None and s != self.microscope.spec.scale:
             raise MdeblurError(f"--microscope-prob needs scale {self.microscope.spec.scale} (x5 -> x10 optics)")
         self.generator = torch.Generator().manual_seed(seed)
@@ -214,7 +236,7 @@ class PatchSampler:
             hr = hr_full[:, y * s : (y + p) * s, x * s : (x + p) * s]
             return src.lr[:, y : y + p, x : x + p], downscale(hr, s).clamp(0, 1), hr
         hr = self._crop_hr(hr_full, p * s)
-        lr, lr_clear, _ = random_degradation(hr, self.spec, g)
+        lr, lr_clear, hr, _ = random_degradation(hr, self.spec, g)
         return lr, lr_clear, hr
 
     def _crop_hr(self, hr_full: torch.Tensor, size: int) -> torch.Tensor:
@@ -267,6 +289,8 @@ class BenchPair:
     lr: torch.Tensor  # (C, H, W)
     hr: torch.Tensor  # (C, H*s, W*s)
     psf: torch.Tensor | None = None
+    to_truth: tuple[float, float] = (1.0, 0.0)  # (a, b): a method's output y in lr's units is a*y + b in hr's
+    to_file: tuple[float, float] = (1.0, 0.0)  # (a, b): lr's (normalised) units to the file's raw [0, 1] float units
 
 
 @dataclass

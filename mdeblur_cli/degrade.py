@@ -50,11 +50,12 @@ def downscale(img: torch.Tensor, scale: int) -> torch.Tensor:
     return out[0] if squeeze else out
 
 
-def upscale_bicubic(img: torch.Tensor, scale: int) -> torch.Tensor:
-    """Plain bicubic upscaling by an integer factor, clipped to [0, 1]."""
+def upscale_bicubic(img: torch.Tensor, scale: int, clip: bool = True) -> torch.Tensor:
+    """Plain bicubic upscaling by an integer factor, clipped to [0, 1] unless `clip` is False."""
     squeeze = img.dim() == 3
     x = img[None] if squeeze else img
-    out = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    out = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    out = out.clamp(0, 1) if clip else out
     return out[0] if squeeze else out
 
 
@@ -74,19 +75,80 @@ def fire_protocol(hr: torch.Tensor, sigma_px: float = 1.5, scale: int = 2) -> tu
     return convolve(lr_clear, gaussian_kernel(sigma_px)).clamp(0, 1), lr_clear
 
 
+def quantize(img: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round to the 2**bits levels of an integer file (as a camera or an 8-bit PNG stores it), clipped to [0, 1]."""
+    levels = float(2**bits - 1)
+    return torch.round(img.clamp(0, 1) * levels) / levels
+
+
+def jpeg_compress(img: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode (C, H, W) or (B, C, H, W) in [0, 1] as an 8-bit JPEG of the given quality and decode it (OpenCV)."""
+    import cv2
+    import numpy as np
+
+    squeeze = img.dim() == 3
+    x = img[None] if squeeze else img
+    out = []
+    for t in x:
+        arr = np.rint(t.detach().cpu().clamp(0, 1).numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
+        arr = arr[..., ::-1] if arr.shape[2] == 3 else arr  # OpenCV's BGR order
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(arr), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise RuntimeError("OpenCV could not encode a JPEG")
+        dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        dec = dec.reshape(*dec.shape[:2], -1)
+        dec = dec[..., ::-1] if dec.shape[2] == 3 else dec
+        out.append(torch.from_numpy(dec.transpose(2, 0, 1).astype(np.float32) / 255.0))
+    y = torch.stack(out).to(img)
+    return y[0] if squeeze else y
+
+
+def dim(img: torch.Tensor, gain: float, offset: float) -> torch.Tensor:
+    """A dim image on a dark offset: content over `gain` of the range, starting at `offset`."""
+    return img * gain + offset
+
+
+def percentile_normalize(
+    lr: torch.Tensor, targets: tuple[torch.Tensor, ...], percentiles: tuple[float, float]
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], dict]:
+    """The percentile mapping `restore` applies to the input, computed on `lr` and applied to it and the targets."""
+    from .normalize import MIN_SPAN, percentile_bounds
+
+    lo, hi = percentile_bounds(lr.detach().cpu().permute(1, 2, 0).numpy(), percentiles)
+    if hi - lo <= MIN_SPAN:
+        return lr, targets, {"normalize": "range"}
+    f = lambda t: (t - lo) / (hi - lo)  # noqa: E731
+    return f(lr), tuple(f(t) for t in targets), {"normalize": "percentile", "norm_lo": lo, "norm_hi": hi}
+
+
 @dataclass
 class DegradationSpec:
-    """The random degradation mix used for training (blur sizes in low-res pixels)."""
+    """The random degradation mix used for training (blur sizes in low-res pixels).
+
+    After the blur, a patch is dimmed onto a dark offset (dim_prob), gets Poisson-Gaussian noise (noise_prob, in
+    every branch), is stored as a user's file would be (8-bit, JPEG, 12-bit or float) and normalised as
+    `restore --normalize auto` does: 8-bit by its range, everything else by percentiles; the targets get the
+    same intensity mapping.
+    """
 
     scale: int = 2
-    protocol_prob: float = 0.5  # share of noise-free Gaussian blur near the paper's FIRE protocol
+    protocol_prob: float = 0.5  # share of Gaussian blur near the paper's FIRE protocol
     protocol_sigma_range: tuple[float, float] = (1.2, 1.8)
     sigma_range: tuple[float, float] = (0.6, 2.4)  # Gaussian blur of the broad share
     disk_prob: float = 0.25  # share of defocus disks instead of Gaussians
     disk_range: tuple[float, float] = (1.0, 3.5)  # defocus disk radius
-    noise_prob: float = 0.5  # of the broad share; the rest is noise-free
-    peak_range: tuple[float, float] = (200.0, 2000.0)  # photons at white
+    noise_prob: float = 0.5  # share with Poisson-Gaussian noise (of the broad share only if not noise_all_branches)
+    peak_range: tuple[float, float] = (50.0, 5000.0)  # photons at white
     read_sigma_max: float = 0.01
+    noise_all_branches: bool = True  # False: the FIRE-protocol share stays noise-free (phases A-H)
+    dim_prob: float = 0.25  # share of dim images on a dark offset
+    dim_gain_range: tuple[float, float] = (0.05, 1.0)  # content's share of the range (log-uniform)
+    dim_offset_max: float = 0.1  # dark offset, fraction of the range
+    bits8_prob: float = 0.6  # share stored as 8-bit files (range-normalised)
+    bits12_prob: float = 0.15  # share stored as 12-bit (percentile-normalised); the rest float (percentile)
+    jpeg_prob: float = 0.25  # of the 8-bit share: JPEG-compressed
+    jpeg_quality_range: tuple[int, int] = (60, 95)
+    percentiles: tuple[float, float] = (0.1, 99.9)  # as restore's default
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,23 +158,75 @@ def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * torch.rand((), generator=generator).item()
 
 
+def _log_uniform(generator: torch.Generator, lo: float, hi: float) -> float:
+    return math.exp(_uniform(generator, math.log(lo), math.log(hi)))
+
+
+def random_dim(
+    images: tuple[torch.Tensor, ...], spec: DegradationSpec, generator: torch.Generator
+) -> tuple[tuple[torch.Tensor, ...], dict]:
+    """With probability dim_prob, the same dimming (gain, offset) of every image; returns images and parameters."""
+    if torch.rand((), generator=generator).item() >= spec.dim_prob:
+        return images, {}
+    params = {"gain": _log_uniform(generator, *spec.dim_gain_range), "offset": _uniform(generator, 0.0, spec.dim_offset_max)}
+    return tuple(dim(t, params["gain"], params["offset"]) for t in images), params
+
+
+def random_noise(lr: torch.Tensor, spec: DegradationSpec, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """With probability noise_prob, Poisson-Gaussian noise at a log-uniform photon count; returns image and parameters."""
+    if torch.rand((), generator=generator).item() >= spec.noise_prob:
+        return lr, {}
+    params = {"peak": _log_uniform(generator, *spec.peak_range), "read_sigma": _uniform(generator, 0.0, spec.read_sigma_max)}
+    return poisson_gaussian_noise(lr, params["peak"], params["read_sigma"], generator), params
+
+
+def random_encoding(
+    lr: torch.Tensor, targets: tuple[torch.Tensor, ...], spec: DegradationSpec, generator: torch.Generator
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], dict]:
+    """Store the LR input as a user's file (8-bit, JPEG, 12-bit or float), then normalise it as `restore` does.
+
+    8-bit files keep their range; 12-bit and float ones are percentile-normalised, and the targets get the same map.
+    """
+    u = torch.rand((), generator=generator).item()
+    if u < spec.bits8_prob:
+        params: dict = {"bits": 8}
+        if torch.rand((), generator=generator).item() < spec.jpeg_prob:
+            q = int(round(_uniform(generator, *spec.jpeg_quality_range)))
+            return jpeg_compress(lr, q), targets, {**params, "jpeg_quality": q, "normalize": "range"}
+        return quantize(lr, 8), targets, {**params, "normalize": "range"}
+    if u < spec.bits8_prob + spec.bits12_prob:
+        params = {"bits": 12}
+        lr = quantize(lr, 12)
+    else:
+        params = {"bits": "float"}
+    lr, targets, norm = percentile_normalize(lr, targets, spec.percentiles)
+    return lr, targets, {**params, **norm}
+
+
 def random_degradation(
     hr: torch.Tensor, spec: DegradationSpec, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Degrade one HR image (C, H, W): returns (blurry noisy LR, clear LR, parameters drawn)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """Degrade one HR image (C, H, W): returns (LR input, clear LR target, HR target, parameters drawn).
+
+    The targets differ from `hr` and its downscaled copy only by the intensity mapping (dimming, normalisation)
+    that the input went through.
+    """
     lr_clear = downscale(hr, spec.scale).clamp(0, 1)
-    if torch.rand((), generator=generator).item() < spec.protocol_prob:
+    protocol = torch.rand((), generator=generator).item() < spec.protocol_prob
+    if protocol:
         params = {"psf": "gaussian", "sigma_px": _uniform(generator, *spec.protocol_sigma_range)}
-        return convolve(lr_clear, gaussian_kernel(params["sigma_px"])).clamp(0, 1), lr_clear, params
-    if torch.rand((), generator=generator).item() < spec.disk_prob:
+        psf = gaussian_kernel(params["sigma_px"])
+    elif torch.rand((), generator=generator).item() < spec.disk_prob:
         params = {"psf": "disk", "radius_px": _uniform(generator, *spec.disk_range)}
         psf = disk_kernel(params["radius_px"])
     else:
         params = {"psf": "gaussian", "sigma_px": _uniform(generator, *spec.sigma_range)}
         psf = gaussian_kernel(params["sigma_px"])
     lr = convolve(lr_clear, psf).clamp(0, 1)
-    if torch.rand((), generator=generator).item() < spec.noise_prob:
-        params["peak"] = math.exp(_uniform(generator, *map(math.log, spec.peak_range)))
-        params["read_sigma"] = _uniform(generator, 0.0, spec.read_sigma_max)
-        lr = poisson_gaussian_noise(lr, params["peak"], params["read_sigma"], generator)
-    return lr, lr_clear, params
+    (lr, lr_clear, hr), dim_params = random_dim((lr, lr_clear, hr), spec, generator)
+    params.update(dim_params)
+    if spec.noise_all_branches or not protocol:
+        lr, noise_params = random_noise(lr, spec, generator)
+        params.update(noise_params)
+    lr, (lr_clear, hr), enc = random_encoding(lr, (lr_clear, hr), spec, generator)
+    return lr, lr_clear, hr, {**params, **enc}

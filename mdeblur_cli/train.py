@@ -157,7 +157,7 @@ def validation_set(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed (LR, HR) validation pairs: each strip degraded `copies` times with fixed seeds (and, with `soft`,
     once more with its ground truth softened; with `microscope`, plus held-out simulated microscope pairs)."""
-    pairs = microscope_validation() if microscope else []
+    pairs = microscope_validation(encoding=spec) if microscope else []
     for i, src in enumerate(val_sources):
         if isinstance(src, PairedImage):
             pairs.append((src.lr, src.hr))
@@ -169,13 +169,13 @@ def validation_set(
         hr = src[:, :h, :w]
         for c in range(copies):
             g = torch.Generator().manual_seed(VAL_SEED + copies * i + c)
-            lr, _, _ = random_degradation(hr, spec, g)
-            pairs.append((lr, hr))
+            lr, _, target, _ = random_degradation(hr, spec, g)
+            pairs.append((lr, target))
         if soft:
             g = torch.Generator().manual_seed(VAL_SEED - 1 - i)
             soft_hr = soften(hr, g)
-            lr, _, _ = random_degradation(soft_hr, spec, g)
-            pairs.append((lr, soft_hr))
+            lr, _, target, _ = random_degradation(soft_hr, spec, g)
+            pairs.append((lr, target))
     return pairs
 
 
@@ -186,7 +186,8 @@ def validate(model: torch.nn.Module, pairs: list, device: torch.device, scale: i
     model.eval()
     ps, ss = [], []
     for lr, hr in pairs:
-        sr = model(lr[None].to(device))[0].float().clamp(0, 1).cpu()
+        sr = model(lr[None].to(device))[0].float().cpu()
+        sr = sr.clamp(min(0.0, hr.min().item()), max(1.0, hr.max().item()))  # normalised targets may pass [0, 1]
         ps.append(psnr(sr, hr[None], border=scale).item())
         ss.append(ssim(sr, hr[None], border=scale).item())
     model.train(was_training)
@@ -445,6 +446,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     provenance = {
         "data": data_desc, "degradation": cfg.degradation.to_dict(), "zoom_prob": cfg.zoom_prob,
         "soft_prob": cfg.soft_prob, "microscope_prob": cfg.microscope_prob, "pixel_loss": cfg.pixel_loss,
+        "normalization": {"8-bit": "range", "12/16-bit and float": "percentile",
+                          "percentiles": list(cfg.degradation.percentiles)},
         "losses": losses.describe(), "vgg19": "used" if perceptual is not None else "absent",
         "batch_size": cfg.batch_size * dinfo.world, "patch_lr": cfg.patch, "learning_rate": cfg.learning_rate,
         "schedule": f"constant {cfg.decay_start:.0%}, then linear to {cfg.final_learning_rate:g}",
