@@ -29,7 +29,7 @@ class Method:
 
 
 def bicubic_method(scale: int) -> Method:
-    return Method("bicubic", lambda p: upscale_bicubic(p.lr, scale))
+    return Method("bicubic", lambda p: upscale_bicubic(p.lr, scale, clip=False))
 
 
 def rl_method(scale: int, iterations: int = 30, psf: torch.Tensor | None = None) -> Method:
@@ -39,17 +39,88 @@ def rl_method(scale: int, iterations: int = 30, psf: torch.Tensor | None = None)
         k = psf if psf is not None else p.psf
         if k is None:
             raise ValueError(f"{p.name}: no PSF known; pass one")
-        return upscale_bicubic(richardson_lucy(p.lr, k, iterations).clamp(0, 1), scale)
+        # RL models raw intensities (Poisson counts), so it runs on the file's own units, not on the
+        # offset-subtracted normalised ones, and its result is mapped back into them.
+        a, b = p.to_file
+        est = richardson_lucy((p.lr * a + b).clamp(min=0), k, iterations).clamp(min=0)
+        return (upscale_bicubic(est, scale, clip=False) - b) / a
 
     return Method("rl-sr", run)
 
 
 def model_method(name: str, model: nn.Module, device: torch.device, tile: int = 512) -> Method:
     def run(p: BenchPair) -> torch.Tensor:
-        out = restore_float(model, p.lr.permute(1, 2, 0).numpy(), tile=tile, device=device)
+        out = restore_float(model, p.lr.permute(1, 2, 0).numpy(), tile=tile, device=device, clip=False)
         return torch.from_numpy(out).permute(2, 0, 1)
 
     return Method(name, run, count_params(model))
+
+
+@dataclass(frozen=True)
+class InputCondition:
+    """How the low-res image reaches a method: as a user's file of this kind, then normalised as `restore` does."""
+
+    name: str
+    label: str  # for table headers and the JSON's "input"
+    bits: int | None = None  # integer file depth (8 or 16); None: float32
+    jpeg_quality: int | None = None
+    peak: float | None = None  # Poisson photons at white, with read noise `read_sigma`
+    read_sigma: float = 0.0
+    dim: tuple[float, float] | None = None  # (gain, offset) as fractions of the 16-bit range: a dim camera image
+
+
+INPUT_CONDITIONS = {
+    "float": InputCondition("float", "float32 file (no quantisation)"),
+    "16": InputCondition("16", "16-bit file", bits=16),
+    "8": InputCondition("8", "8-bit file", bits=8),
+    "jpeg90": InputCondition("jpeg90", "8-bit JPEG q90", bits=8, jpeg_quality=90),
+    "poisson1000": InputCondition("poisson1000", "Poisson 1000 photons + read 0.005, 16-bit file", bits=16,
+                                  peak=1000.0, read_sigma=0.005),
+    "dim12": InputCondition("dim12", "dim 12-bit camera in a 16-bit file (counts 100-4200)", bits=16,
+                            dim=(4100 / 65535, 100 / 65535)),
+}
+ROBUSTNESS = ("float", "16", "8", "jpeg90", "poisson1000", "dim12")
+NOISE_SEED = 7_000_000  # noise of the noisy condition, per image: fixed across runs and methods
+
+
+def encode_input(lr: torch.Tensor, cond: InputCondition, generator: torch.Generator) -> tuple[np.ndarray, float, float]:
+    """The file a user would hold for this LR (C, H, W) in [0, 1]: (H, W, C) array, and the (gain, offset) of its
+    intensities relative to the clean signal, in the file's [0, 1] float units."""
+    from .degrade import dim, jpeg_compress, poisson_gaussian_noise, quantize
+
+    x, gain, offset = lr.clamp(0, 1), 1.0, 0.0
+    if cond.dim is not None:
+        gain, offset = cond.dim
+        x = dim(x, gain, offset)
+    if cond.peak is not None:
+        x = poisson_gaussian_noise(x, cond.peak, cond.read_sigma, generator)
+    if cond.jpeg_quality is not None:
+        x = jpeg_compress(x, cond.jpeg_quality)
+    arr = x.permute(1, 2, 0).numpy()
+    if cond.bits is None:
+        return arr.astype(np.float32), gain, offset
+    arr = quantize(torch.from_numpy(arr), cond.bits).numpy()
+    dtype = np.uint8 if cond.bits == 8 else np.uint16
+    return np.rint(arr * np.iinfo(dtype).max).astype(dtype), gain, offset
+
+
+def prepare_inputs(pairs: list[BenchPair], cond: InputCondition,
+                   percentiles: tuple[float, float] | None = None) -> list[BenchPair]:
+    """Each pair's LR as a file of this kind, normalised as `restore --normalize auto` does; `to_truth` maps a
+    method's output back through the exact inverse and the known dimming, so it is scored against the clean HR."""
+    from .normalize import DEFAULT_PERCENTILES, choose, dtype_range
+
+    out = []
+    for i, p in enumerate(pairs):
+        arr, gain, offset = encode_input(p.lr, cond, torch.Generator().manual_seed(NOISE_SEED + i))
+        norm = choose(arr, "auto", percentiles or DEFAULT_PERCENTILES)
+        lr = torch.from_numpy(norm.apply(arr.astype(np.float32)).transpose(2, 0, 1).copy()).float()
+        unit = dtype_range(arr.dtype)[1]  # file counts per [0, 1] float unit
+        a, b = (norm.hi - norm.lo) / unit, norm.lo / unit  # normalised -> file float units
+        out.append(BenchPair(p.name, lr, p.hr, p.psf, (a / gain, (b - offset) / gain), (a, b)))
+    if any(not np.isfinite(q.to_truth).all() for q in out):
+        raise ValueError("an input condition produced a non-finite normalisation")
+    return out
 
 
 def score(sr: torch.Tensor, hr: torch.Tensor, border: int, y_channel: bool = False) -> tuple[float, float]:
@@ -58,6 +129,14 @@ def score(sr: torch.Tensor, hr: torch.Tensor, border: int, y_channel: bool = Fal
     if y_channel:
         sr, hr = rgb_to_y(sr), rgb_to_y(hr)
     return psnr(sr, hr, border).item(), ssim(sr, hr, border).item()
+
+
+def run_on(method: Method, pair: BenchPair) -> torch.Tensor:
+    """A method's output for one pair, mapped into the ground truth's intensity units."""
+    with torch.no_grad():
+        sr = method.run(pair)
+    a, b = pair.to_truth
+    return sr * a + b
 
 
 def run_benchmark(
@@ -75,8 +154,7 @@ def run_benchmark(
         per_image = {}
         for p in pairs:
             t = time.perf_counter()
-            with torch.no_grad():
-                sr = m.run(p)
+            sr = run_on(m, p)
             seconds += time.perf_counter() - t
             mpix += sr.shape[-1] * sr.shape[-2] / 1e6
             a, b = score(sr, p.hr, scale)
@@ -166,17 +244,19 @@ def search_psf(pairs: list[BenchPair], scale: int, iterations: int, grid: tuple[
     rows = []
     for spec in grid:
         method = rl_method(scale, iterations, parse_psf(spec))
-        with torch.no_grad():
-            scores = [score(method.run(p), p.hr, scale)[0] for p in pairs[:max_images]]
+        scores = [score(run_on(method, p), p.hr, scale)[0] for p in pairs[:max_images]]
         rows.append({"psf": spec, "psnr": float(np.mean(scores))})
     best = max(rows, key=lambda r: r["psnr"])
     return best["psf"], rows
 
 
-def report(evalset, results: list[dict], scale: int, rl_psf: dict | None = None) -> dict:
-    """The machine-readable result: dataset, stand-in flag, protocol, metric convention, rows, and rl-sr's PSF."""
+def report(evalset, results: list[dict], scale: int, rl_psf: dict | None = None,
+           cond: InputCondition = INPUT_CONDITIONS["float"]) -> dict:
+    """The machine-readable result: dataset, stand-in flag, protocol, input, metric convention, rows, rl-sr's PSF."""
     rep = {"dataset": evalset.name, "stand_in": evalset.stand_in, "source": evalset.source,
-           "protocol": evalset.protocol, "metric": {**METRIC, "border_crop_px": scale}, "results": results}
+           "protocol": evalset.protocol, "input": {"name": cond.name, "description": cond.label,
+                                                   "normalization": "as restore --normalize auto"},
+           "metric": {**METRIC, "border_crop_px": scale}, "results": results}
     if rl_psf is not None:
         rep["rl_psf"] = rl_psf
     return rep
@@ -193,7 +273,8 @@ def header_line(rep: dict) -> str:
                  f"{p['objective_hr']} in focus; Poisson {p['peak_photons']:g} photons + read {p['read_sigma']})")
     else:
         proto = f"{p.get('name')} (PSF {p.get('psf', 'unknown')})"
-    line = (f"dataset {rep['dataset']} ({stand}: {source}); {proto}; PSNR/SSIM on RGB in [0, 1], "
+    inp = rep.get("input", {}).get("description", "float32 (no quantisation)")
+    line = (f"dataset {rep['dataset']} ({stand}: {source}); {proto}; input: {inp}; PSNR/SSIM on RGB in [0, 1], "
             f"border {rep['metric']['border_crop_px']} px cropped")
     rl = rep.get("rl_psf")
     if rl is not None and rl["source"] != "dataset":
@@ -216,3 +297,19 @@ def to_csv(rep: dict) -> str:
     for r in rep["results"]:
         rows.append(",".join([rep["dataset"], str(rep["stand_in"]).lower(), *(str(r[c]) for c in cols)]))
     return "\n".join(rows) + "\n"
+
+
+def robustness_markdown(reps: list[dict]) -> str:
+    """One table: a row per method, a PSNR / SSIM column per input condition."""
+    first = reps[0]
+    head = header_line({**first, "input": {"description": "see columns"}})
+    names = [r["method"] for r in first["results"]]
+    lines = [f"_{head}_", "", "| method | " + " | ".join(r["input"]["description"] for r in reps) + " |",
+             "|---|" + "---|" * len(reps)]
+    for name in names:
+        cells = []
+        for rep in reps:
+            row = next(r for r in rep["results"] if r["method"] == name)
+            cells.append(f"{row['psnr']:.2f} / {row['ssim']:.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

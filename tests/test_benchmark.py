@@ -137,3 +137,42 @@ def test_bad_psf_error_is_printed_verbatim(tmp_path):
                               "--psf", "gaussian:abc", "--json", str(out)])
     assert res.exit_code == 2 and not out.exists()
     assert "--psf gaussian:abc: not a number after 'gaussian:'" in res.output
+
+
+def test_inputs_enter_as_files_and_are_scored_against_the_clean_truth():
+    from mdeblur_cli.benchmark import INPUT_CONDITIONS, prepare_inputs
+
+    es = load_eval_set("reserved", limit=2)
+    for p in es.pairs:
+        p.lr, p.hr = p.lr[:, :64, :64], p.hr[:, :128, :128]
+    rows = {}
+    for name in ("float", "16", "8", "dim12", "jpeg90", "poisson1000"):
+        prepared = prepare_inputs(es.pairs, INPUT_CONDITIONS[name])
+        a, b = prepared[0].to_truth
+        # mapped back, the normalised input is the file's content in the truth's units
+        back = prepared[0].lr * a + b
+        tol = {"float": 1e-5, "16": 1e-4, "8": 3e-3, "dim12": 3e-4}.get(name, 0.2)
+        assert (back - es.pairs[0].lr).abs().max() < tol, name
+        rows[name] = run_benchmark(prepared, [bicubic_method(2)], 2)[0][0]["psnr"]
+    assert rows["float"] >= rows["16"] >= rows["8"] > rows["jpeg90"] and rows["poisson1000"] < rows["8"]
+    assert abs(rows["dim12"] - rows["16"]) < 1.0  # dimming is undone in the score, not rewarded or punished
+    again = prepare_inputs(es.pairs, INPUT_CONDITIONS["poisson1000"])
+    assert torch.equal(again[0].lr, prepare_inputs(es.pairs, INPUT_CONDITIONS["poisson1000"])[0].lr)  # seeded
+
+
+def test_cli_names_the_input_and_robustness_gives_one_table(tmp_path):
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["benchmark", "--dataset", "reserved", "--limit", "1", "--methods", "bicubic",
+                              "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert rep["input"]["name"] == "8" and "8-bit" in rep["input"]["description"]
+    md = tmp_path / "rob.md"
+    res = runner.invoke(app, ["benchmark", "--dataset", "reserved", "--limit", "1", "--methods", "bicubic,rl-sr",
+                              "--robustness", "--markdown", str(md), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    table = md.read_text()
+    assert "8-bit JPEG q90" in table and "Poisson 1000" in table and table.count("| rl-sr |") == 1
+    assert len(json.loads(out.read_text())["robustness"]) == 6
+    res = runner.invoke(app, ["benchmark", "--dataset", "reserved", "--input-depth", "7"])
+    assert res.exit_code == 2 and "--input-depth" in res.output
