@@ -28,6 +28,12 @@ def ensemble_command(name: str) -> list[str]:
             "--markdown", f"docs/results_{name}_self_ensemble.md", "--json", f"docs/results_{name}_self_ensemble.json"]
 
 
+def robustness_command(name: str = "reserved") -> list[str]:
+    """Every method under float, 16-bit, 8-bit, JPEG q90, Poisson and dim 12-bit input: one table."""
+    return ["mdeblur", "benchmark", "--dataset", name, "--robustness", "--markdown",
+            f"docs/results_robustness_{name}.md", "--json", f"docs/results_robustness_{name}.json"]
+
+
 def splice(text: str, marker: str, body: str) -> str:
     block = f"<!-- {marker} -->\n{body.rstrip()}\n<!-- /{marker} -->"
     pattern = re.compile(rf"<!-- {marker} -->(.*?<!-- /{marker} -->)?", re.S)
@@ -42,6 +48,7 @@ def main() -> None:
         for name in SETS:
             subprocess.run(command(name), cwd=ROOT, check=True)
             subprocess.run(ensemble_command(name), cwd=ROOT, check=True)
+        subprocess.run(robustness_command(), cwd=ROOT, check=True)
     sections, ensemble = [], []
     for name in SETS:
         md = (ROOT / f"docs/results_{name}.md").read_text()
@@ -50,7 +57,9 @@ def main() -> None:
         ensemble.append(f"`{' '.join(ensemble_command(name))}`\n\n{md}")
     readme = ROOT / "README.md"
     text = splice(readme.read_text(), "RESULTS-TABLES", "\n".join(sections))
-    readme.write_text(splice(text, "SELF-ENSEMBLE-TABLES", "\n".join(ensemble)))
+    text = splice(text, "SELF-ENSEMBLE-TABLES", "\n".join(ensemble))
+    robust = (ROOT / "docs/results_robustness_reserved.md").read_text()
+    readme.write_text(splice(text, "ROBUSTNESS-TABLE", f"`{' '.join(robustness_command())}`\n\n{robust}"))
     card = ROOT / "weights" / "README.md"
     card.write_text(splice(card.read_text(), "RESERVED-TABLE", (ROOT / "docs/results_reserved.md").read_text()))
     print("pasted results of", ", ".join(SETS))
