@@ -194,7 +194,7 @@ def benchmark(
     figure_images: Annotated[int, typer.Option(help="Images in the comparison figure.")] = 2,
     plot_params: Annotated[Path | None, typer.Option(help="Write PSNR vs parameters (PNG; needs matplotlib).")] = None,
     self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Learned methods average over the 8 flips/quarter turns (named NAME+, as EDSR+).")] = False,
-    input_depth: Annotated[str, typer.Option(help="The low-res input as a user's file: 8, 16 or float (also jpeg90, poisson1000, dim12); normalised as restore does.")] = "8",
+    input_depth: Annotated[str | None, typer.Option(help="The low-res input as a user's file: 8, 16 or float (also jpeg90, poisson1000, dim12); normalised as restore does. [default: 8]")] = None,
     robustness: Annotated[bool, typer.Option("--robustness", help="Run every method under float, 16-bit, 8-bit, JPEG q90, Poisson 1000 photons and dim 12-bit input; one table.")] = False,
 ) -> None:
     """PSNR/SSIM of bicubic, RL-deconvolution + SR, U-Net + SR and M-Deblurgan on one dataset."""
@@ -214,6 +214,9 @@ def benchmark(
             from .figures import require_matplotlib
 
             require_matplotlib()  # before any output is written
+        if robustness and input_depth is not None:
+            raise MdeblurError("--robustness runs every input condition; drop --input-depth")
+        input_depth = input_depth or "8"
         if input_depth not in bm.INPUT_CONDITIONS:
             raise MdeblurError(f"--input-depth {input_depth}: use one of {', '.join(bm.INPUT_CONDITIONS)}")
         conditions = [bm.INPUT_CONDITIONS[c] for c in (bm.ROBUSTNESS if robustness else (input_depth,))]

@@ -86,7 +86,7 @@ def _describe(norms: list[Normalization], percentiles: tuple[float, float]) -> s
     """The normalisation used, for the log line (the first page's, and how many pages)."""
     n = norms[0]
     what = f"percentiles {percentiles[0]:g}-{percentiles[1]:g}%" if n.mode == "percentile" else n.mode
-    more = f", per page over {len(norms)} pages" if len(norms) > 1 else ""
+    more = f"; page 1 of {len(norms)}, each page mapped by its own" if len(norms) > 1 else ""
     return f"{what} [{n.lo:.6g}, {n.hi:.6g}] -> [0, 1], inverted after{more}"
 
 
@@ -103,6 +103,8 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
     resolve_precision(job.precision, device)
     if job.normalize not in MODES:
         raise MdeblurError(f"--normalize {job.normalize}: use one of {', '.join(MODES)}")
+    if job.percentiles is not None and job.normalize in ("range", "none"):
+        raise MdeblurError(f"--percentiles has no effect with --normalize {job.normalize}; use percentile or auto")
     model = load_model(job.weights, device)
     percentiles = job.percentiles or model_percentiles(model)
     if job.self_ensemble:

@@ -53,7 +53,10 @@ def strided_sample(x: np.ndarray, max_samples: int = MAX_SAMPLES) -> np.ndarray:
 
 def percentile_bounds(x: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> tuple[float, float]:
     """The low and high percentiles of an image (from a strided sample; NaN ignored)."""
-    lo_pct, hi_pct = percentiles
+    try:
+        lo_pct, hi_pct = (float(v) for v in percentiles)
+    except (TypeError, ValueError):
+        raise ValueError(f"percentiles must be two numbers (LO, HI), got {percentiles!r}") from None
     if not 0 <= lo_pct < hi_pct <= 100:
         raise ValueError(f"percentiles must satisfy 0 <= LO < HI <= 100, got {lo_pct}, {hi_pct}")
     sample = strided_sample(x).astype(np.float64)
@@ -76,7 +79,9 @@ def choose(x: np.ndarray, mode: str = "auto", percentiles: tuple[float, float] =
     - 'range': integers by their type's range; floats as they are if inside [0, 1], else by their own min/max.
     - 'percentile': the LO and HI percentiles map to 0 and 1 (values beyond stay beyond: nothing is clipped).
     - 'none': integers by their type's range, floats as they are.
-    A percentile span too small to divide by (a constant image) falls back to 'range'.
+    A percentile span too small to divide by (a constant image) is widened around its middle to one count of an
+    integer type (a thousandth of the value, at least 1e-3, for floats), so a flat image reaches the network as flat
+    mid-grey.
     """
     mode = resolve_mode(mode, x.dtype)
     tlo, thi = dtype_range(x.dtype)
@@ -84,7 +89,9 @@ def choose(x: np.ndarray, mode: str = "auto", percentiles: tuple[float, float] =
         lo, hi = percentile_bounds(x, percentiles)
         if hi - lo > MIN_SPAN * (thi - tlo):
             return Normalization("percentile", lo, hi)
-        mode = "range"
+        mid = (lo + hi) / 2
+        half = 0.5 if np.issubdtype(x.dtype, np.integer) else 0.5e-3 * max(1.0, abs(mid))
+        return Normalization("percentile", mid - half, mid + half)
     if mode == "range" and np.issubdtype(x.dtype, np.floating):
         sample = strided_sample(x)
         lo, hi = float(np.nanmin(sample)), float(np.nanmax(sample))

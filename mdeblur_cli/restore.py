@@ -190,8 +190,8 @@ def restore_array(
     lo, hi = dtype_range(dtype)
     if np.issubdtype(dtype, np.integer):
         out = np.clip(out, lo, hi)
-    elif norm.mode != "percentile" and (norm.lo, norm.hi) == (lo, hi):
-        out = np.clip(out, lo, hi)  # a float image in [0, 1] stays in [0, 1]
+    elif norm.mode == "range" and (norm.lo, norm.hi) == (lo, hi):
+        out = np.clip(out, lo, hi)  # a float image in [0, 1] restored by its range stays in [0, 1]
     if array.ndim == 3 and array.shape[2] == 4:
         s = model.scale
         alpha = F.interpolate(torch.from_numpy(to_float(array[..., 3]).copy())[None, None], scale_factor=s,

@@ -158,3 +158,21 @@ def test_restore_self_ensemble(tmp_path, tiny_weights):
         outs.append(read_image(dst).pages[0].astype(np.int32))
     assert outs[1].shape == outs[0].shape == (80, 96, 3)
     assert np.abs(outs[1] - outs[0]).max() > 0  # the tiny model is not equivariant, so the average differs
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--percentiles", "5"], "LO,HI"), (["--percentiles", "90,10"], "LO < HI"), (["--normalize", "zscore"], "--normalize"),
+    (["--normalize", "range", "--percentiles", "1,99"], "no effect"),
+])
+def test_normalisation_options_are_checked(tmp_path, tiny_weights, args, message):
+    src = _png(tmp_path / "in.png", dtype=np.uint16)
+    out = tmp_path / "out.tif"
+    res = runner.invoke(app, ["restore", str(src), "-o", str(out), "--weights", str(tiny_weights), *args])
+    assert res.exit_code == 2 and message in res.output and not out.exists()
+
+
+def test_restore_prints_the_intensity_mapping(tmp_path, tiny_weights):
+    src = _png(tmp_path / "in.png", dtype=np.uint16)
+    res = runner.invoke(app, ["restore", str(src), "-o", str(tmp_path / "o.tif"), "--weights", str(tiny_weights),
+                              "--percentiles", "1,99"])
+    assert res.exit_code == 0 and "percentiles 1-99%" in res.output and "inverted after" in res.output

@@ -41,9 +41,13 @@ def test_percentiles_come_from_a_strided_sample_of_large_images():
     assert abs(lo - exact[0]) < 5 and abs(hi - exact[1]) < 5
 
 
-def test_a_constant_image_falls_back_to_range():
+def test_a_constant_image_reaches_the_network_as_mid_grey():
     n = choose(np.full((16, 16), 700, np.uint16), "percentile")
-    assert (n.mode, n.lo, n.hi) == ("range", 0.0, 65535.0)
+    assert (n.lo, n.hi) == (699.5, 700.5) and n.apply(700.0) == 0.5
+    f = choose(np.full((4, 4), 0.25, np.float32), "auto")
+    assert f.apply(np.float32(0.25)) == pytest.approx(0.5, abs=1e-4) and f.hi > f.lo
+    with pytest.raises(ValueError, match="two numbers"):
+        percentile_bounds(np.zeros((4, 4)), (5,))
 
 
 def test_floats_outside_unit_range_use_their_own_range_and_none_keeps_them():

@@ -115,3 +115,9 @@ def test_percentile_output_is_clipped_only_at_the_dtypes_limits():
     assert out.dtype == np.float32 and out.max() > 5000  # bicubic overshoot survives: no clip to [0, 1]
     u8 = restore_array((arr > 0).astype(np.uint8) * 255, _Bicubic(), normalize="percentile")
     assert u8.min() == 0 and u8.max() == 255
+
+
+def test_none_feeds_floats_as_they_are_and_keeps_them():
+    arr = (smooth_image(24, 24) * 3.9 + 0.2).astype(np.float32)
+    out = restore_array(arr, _Bicubic(), normalize="none")
+    assert out.max() > 3.5 and out.min() < 0.5  # not cut at 1
