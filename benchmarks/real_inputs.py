@@ -5,8 +5,8 @@
 - each examples/*_blurry_lr.png (8-bit, FIRE protocol) restored through `restore_array`, against bicubic of the
   same file, PSNR against examples/*_ground_truth.png (RGB, data range 1, border 2);
 - a flat 16-bit Poisson field (mean 300): output mean and std against the input's;
-- a 12-bit image in a 16-bit file (counts 100-4200, a dark strip at the offset): the strip's median and the
-  share of pixels clipped to 0.
+- a 12-bit image in a 16-bit file (FIRE-protocol blur, counts 100-4200, a dark region at the offset): that
+  region's median and the share of pixels clipped to 0.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdeblur_cli.datasets import skimage_image
-from mdeblur_cli.degrade import upscale_bicubic
+from mdeblur_cli.datasets import skimage_image, to_tensor
+from mdeblur_cli.degrade import fire_protocol, upscale_bicubic
 from mdeblur_cli.io import read_image, to_float
 from mdeblur_cli.metrics import psnr
 from mdeblur_cli.restore import restore_array
@@ -49,12 +49,14 @@ def main() -> None:
         out = restore_array(field, model).astype(np.float64)
         print(f"  flat Poisson field (16-bit, mean 300): mean {field.mean():.1f} -> {out.mean():.1f} "
               f"({100 * (out.mean() / field.mean() - 1):+.2f}%), std {field.std():.1f} -> {out.std():.1f}")
-        scene = skimage_image("camera")[100:196, 100:196, 0]
-        arr = np.rint(100 + scene * 4100).astype(np.uint16)
-        arr[:, :24] = 100 + np.random.default_rng(1).integers(0, 3, (96, 24))
+        scene = to_tensor(skimage_image("camera")[100:292, 100:292])
+        scene[:, :, :48] = 0  # a dark region at the camera offset, blurred like the rest
+        lr, _ = fire_protocol(scene, 1.5, 2)
+        noise = np.random.default_rng(1).integers(0, 3, lr.shape[1:])
+        arr = np.rint(100 + lr[0].numpy() * 4100 + noise).astype(np.uint16)
         for mode in ("auto", "range"):
             out = restore_array(arr, model, normalize=mode)
-            print(f"  12-bit in 16-bit, --normalize {mode:5s}: dark strip median {np.median(out[8:-8, 8:40]):.0f} "
+            print(f"  12-bit in 16-bit, --normalize {mode:5s}: dark region median {np.median(out[8:-8, 8:32]):.0f} "
                   f"(input 101), pixels at 0: {100 * (out == 0).mean():.2f}%, max {out.max()} (input {arr.max()})")
 
 
