@@ -121,3 +121,15 @@ def test_none_feeds_floats_as_they_are_and_keeps_them():
     arr = (smooth_image(24, 24) * 3.9 + 0.2).astype(np.float32)
     out = restore_array(arr, _Bicubic(), normalize="none")
     assert out.max() > 3.5 and out.min() < 0.5  # not cut at 1
+
+
+def test_restore_uses_the_percentiles_recorded_in_the_weights(tmp_path, tiny_model):
+    from mdeblur_cli.restore import model_percentiles
+    from mdeblur_cli.weights import load_model, save_weights
+
+    path = tmp_path / "m.safetensors"
+    save_weights(path, tiny_model, "mdeblurgan", {"normalization": {"percentiles": [2.0, 98.0]}})
+    assert model_percentiles(load_model(path)) == (2.0, 98.0)
+    save_weights(path, tiny_model, "mdeblurgan", {"degradation": {"percentiles": [1.0, 99.5]}})  # phase-I files
+    assert model_percentiles(load_model(path)) == (1.0, 99.5)
+    assert model_percentiles(load_model("mdeblurgan-x2")) == (0.1, 99.9)
