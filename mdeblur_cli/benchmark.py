@@ -86,7 +86,7 @@ NOISE_SEED = 7_000_000  # noise of the noisy condition, per image: fixed across 
 def encode_input(lr: torch.Tensor, cond: InputCondition, generator: torch.Generator) -> tuple[np.ndarray, float, float]:
     """The file a user would hold for this LR (C, H, W) in [0, 1]: (H, W, C) array, and the (gain, offset) of its
     intensities relative to the clean signal, in the file's [0, 1] float units."""
-    from .degrade import dim, jpeg_compress, poisson_gaussian_noise, quantize
+    from .degrade import dim, jpeg_compress, poisson_gaussian_noise
 
     x, gain, offset = lr.clamp(0, 1), 1.0, 0.0
     if cond.dim is not None:
@@ -99,9 +99,8 @@ def encode_input(lr: torch.Tensor, cond: InputCondition, generator: torch.Genera
     arr = x.permute(1, 2, 0).numpy()
     if cond.bits is None:
         return arr.astype(np.float32), gain, offset
-    arr = quantize(torch.from_numpy(arr), cond.bits).numpy()
     dtype = np.uint8 if cond.bits == 8 else np.uint16
-    return np.rint(arr * np.iinfo(dtype).max).astype(dtype), gain, offset
+    return np.rint(np.clip(arr, 0, 1) * np.iinfo(dtype).max).astype(dtype), gain, offset
 
 
 def prepare_inputs(pairs: list[BenchPair], cond: InputCondition,

@@ -31,14 +31,15 @@ def _percentiles(text: str | None) -> tuple[float, float] | None:
     """'LO,HI' to a pair of percentiles, checked."""
     if text is None:
         return None
+    from .normalize import check_percentiles
+
     parts = text.split(",")
+    if len(parts) != 2:
+        raise MdeblurError(f"--percentiles {text}: expected two numbers LO,HI such as 0.1,99.9")
     try:
-        lo, hi = (float(x) for x in parts)
-    except ValueError:
-        raise MdeblurError(f"--percentiles {text}: expected two numbers LO,HI such as 0.1,99.9") from None
-    if not 0 <= lo < hi <= 100:
-        raise MdeblurError(f"--percentiles {text}: need 0 <= LO < HI <= 100")
-    return lo, hi
+        return check_percentiles(parts)
+    except ValueError as exc:
+        raise MdeblurError(f"--percentiles {text}: {exc} (LO,HI such as 0.1,99.9)") from None
 
 
 def _version(value: bool) -> None:

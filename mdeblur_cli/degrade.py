@@ -112,13 +112,11 @@ def percentile_normalize(
     lr: torch.Tensor, targets: tuple[torch.Tensor, ...], percentiles: tuple[float, float]
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], dict]:
     """The percentile mapping `restore` applies to the input, computed on `lr` and applied to it and the targets."""
-    from .normalize import MIN_SPAN, percentile_bounds
+    from .normalize import choose
 
-    lo, hi = percentile_bounds(lr.detach().cpu().permute(1, 2, 0).numpy(), percentiles)
-    if hi - lo <= MIN_SPAN:
-        return lr, targets, {"normalize": "range"}
-    f = lambda t: (t - lo) / (hi - lo)  # noqa: E731
-    return f(lr), tuple(f(t) for t in targets), {"normalize": "percentile", "norm_lo": lo, "norm_hi": hi}
+    norm = choose(lr.detach().cpu().permute(1, 2, 0).numpy(), "percentile", percentiles)
+    return (norm.apply(lr), tuple(norm.apply(t) for t in targets),
+            {"normalize": norm.mode, "norm_lo": norm.lo, "norm_hi": norm.hi})
 
 
 @dataclass

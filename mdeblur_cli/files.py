@@ -15,8 +15,8 @@ from .distributed import env_info
 from .errors import MdeblurError
 from .io import IMAGE_EXT, list_images, read_image, write_image
 from .models import SelfEnsemble
-from .normalize import MODES, Normalization, choose
-from .restore import model_percentiles, restore_array
+from .normalize import MODES, Normalization
+from .restore import model_percentiles, page_normalization, restore_array
 from .weights import load_model
 
 
@@ -124,7 +124,7 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
                 image = read_image(src)
                 pages, norms = [], []
                 for page in image.pages:  # percentiles per page, over the whole page (every tile alike)
-                    norm = choose(page[..., :3] if page.ndim == 3 else page, job.normalize, percentiles)
+                    norm = page_normalization(page, job.normalize, percentiles)
                     pages.append(restore_array(page, model, tile=job.tile, device=device, precision=job.precision,
                                                progress=on_tile, normalize=norm))
                     norms.append(norm)

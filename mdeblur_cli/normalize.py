@@ -51,14 +51,20 @@ def strided_sample(x: np.ndarray, max_samples: int = MAX_SAMPLES) -> np.ndarray:
     return np.asarray(x[::step, ::step]).reshape(-1)
 
 
-def percentile_bounds(x: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> tuple[float, float]:
-    """The low and high percentiles of an image (from a strided sample; NaN ignored)."""
+def check_percentiles(percentiles) -> tuple[float, float]:
+    """Two numbers LO, HI with 0 <= LO < HI <= 100, as floats; ValueError otherwise."""
     try:
         lo_pct, hi_pct = (float(v) for v in percentiles)
     except (TypeError, ValueError):
         raise ValueError(f"percentiles must be two numbers (LO, HI), got {percentiles!r}") from None
     if not 0 <= lo_pct < hi_pct <= 100:
         raise ValueError(f"percentiles must satisfy 0 <= LO < HI <= 100, got {lo_pct}, {hi_pct}")
+    return lo_pct, hi_pct
+
+
+def percentile_bounds(x: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> tuple[float, float]:
+    """The low and high percentiles of an image (from a strided sample; NaN ignored)."""
+    lo_pct, hi_pct = check_percentiles(percentiles)
     sample = strided_sample(x).astype(np.float64)
     lo, hi = np.nanpercentile(sample, [lo_pct, hi_pct])
     return float(lo), float(hi)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import resolve_device, resolve_precision
-from .io import from_float, to_float
+from .io import to_float
 from .normalize import DEFAULT_PERCENTILES, Normalization, choose, dtype_range
 
 MULTIPLE = 8  # tile origins on the network's downsampling grid
@@ -163,6 +163,11 @@ def model_percentiles(model: nn.Module) -> tuple[float, float]:
     return DEFAULT_PERCENTILES
 
 
+def page_normalization(page: np.ndarray, mode: str, percentiles: tuple[float, float]) -> Normalization:
+    """The normalisation of one page, from its colour channels (alpha left out)."""
+    return choose(page[..., :3] if page.ndim == 3 else page, mode, percentiles)
+
+
 def restore_array(
     array: np.ndarray, model: nn.Module, tile: int = 256, device: torch.device | str = "cpu",
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
@@ -178,8 +183,8 @@ def restore_array(
         raise ValueError(f"expected (H, W) or (H, W, C) with C in 1, 3, 4; got {array.shape}")
     dtype = array.dtype
     color = array[..., :3] if array.ndim == 3 and array.shape[2] == 4 else array
-    norm = normalize if isinstance(normalize, Normalization) else choose(
-        color, normalize, percentiles or model_percentiles(model))
+    norm = normalize if isinstance(normalize, Normalization) else page_normalization(
+        array, normalize, percentiles or model_percentiles(model))
     img = norm.apply(color.astype(np.float32)).astype(np.float32)
     gray = img.ndim == 2 or img.shape[2] == 1
     rgb = np.repeat(img.reshape(*img.shape[:2], 1), 3, axis=2) if gray else img
@@ -196,7 +201,7 @@ def restore_array(
         s = model.scale
         alpha = F.interpolate(torch.from_numpy(to_float(array[..., 3]).copy())[None, None], scale_factor=s,
                               mode="bicubic", align_corners=False)[0, 0].clamp(0, 1).numpy()
-        out = np.concatenate([out, from_float(alpha, dtype)[..., None].astype(np.float64)], 2)
+        out = np.concatenate([out, alpha[..., None] * hi], 2)  # alpha in the file's units, like the colour
     if array.ndim == 3 and array.shape[2] == 1:
         out = out[..., None]
     if np.issubdtype(dtype, np.integer):
