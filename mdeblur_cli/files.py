@@ -1,22 +1,25 @@
-"""Restoring files: input expansion, output naming, overwrite rules, per-file errors."""
+"""Restoring files: input expansion, output naming, collisions, skip/overwrite rules, per-file errors, metadata."""
 
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
 
 from .device import resolve_device, resolve_precision
 from .distributed import env_info
 from .errors import MdeblurError
-from .io import IMAGE_EXT, list_images, read_image, write_image
+from .io import IMAGE_EXT, atomic_write, list_images
 from .models import SelfEnsemble
 from .normalize import MODES, Normalization
-from .restore import model_percentiles, page_normalization, restore_array
+from .restore import CHANNEL_MODES, choose_channels, model_percentiles, restore_stack
+from .stacks import RASTER_EXT, Series, check_writable, read_series, split_name, write_series
 from .weights import load_model
 
 
@@ -34,66 +37,137 @@ class RestoreJob:
     precision: str = "fp32"
     suffix: str = "_x2"
     overwrite: bool = False
+    skip_existing: bool = False
     self_ensemble: bool = False
     normalize: str = "auto"
     percentiles: tuple[float, float] | None = None  # None: the model's own
+    axes: str | None = None  # None: from the file (OME, ImageJ, TIFF layout)
+    channels: str = "auto"
 
 
-def expand_inputs(inputs: list[str], recursive: bool) -> list[Path]:
-    """Files, folders and globs to a list of files; unknown paths raise."""
-    files: list[Path] = []
+@dataclass
+class FileResult:
+    """What restoring one file did: per series, the channel mode; the intensity mappings; lost calibration."""
+
+    modes: list[str] = field(default_factory=list)
+    norms: list[Normalization] = field(default_factory=list)
+    calibration_lost: str | None = None  # the input's pixel size, when the output format cannot keep it
+
+
+def expand_inputs(inputs: list[str], recursive: bool) -> list[tuple[Path, Path]]:
+    """Files, folders and globs to (file, path relative to its folder input); unknown paths raise."""
+    files: list[tuple[Path, Path]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             found = list_images(p, recursive)
             if not found:
                 raise MdeblurError(f"{p}: no images in folder")
-            files += found
+            files += [(f, f.relative_to(p)) for f in found]
         elif p.exists():
-            files.append(p)
+            files.append((p, Path(p.name)))
         elif any(ch in item for ch in "*?["):
             found = sorted(Path(f) for f in glob.glob(item, recursive=recursive) if Path(f).suffix.lower() in IMAGE_EXT)
             if not found:
                 raise MdeblurError(f"{item}: no images match")
-            files += found
+            files += [(f, Path(f.name)) for f in found]
         else:
             raise MdeblurError(f"{p}: no such file or folder")
-    return list(dict.fromkeys(files))
+    return list({f: (f, rel) for f, rel in files}.values())
 
 
-def plan_outputs(job: RestoreJob, files: list[Path]) -> list[tuple[Path, Path]]:
-    """(input, output) pairs, refusing to overwrite inputs or, without --overwrite, existing files."""
-    if (job.output is None) == (job.out_dir is None):
-        raise MdeblurError("give exactly one of -o/--output FILE or --out-dir DIR")
+def output_name(rel: Path, suffix: str) -> Path:
+    """cells.tif -> cells_x2.tif; cells.ome.tif -> cells_x2.ome.tif; sub/a.png -> sub/a_x2.png."""
+    stem, ext = split_name(rel)
+    return rel.parent / f"{stem}{suffix}{ext}"
+
+
+def plan_outputs(job: RestoreJob, files: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], int]:
+    """(input, output) pairs and how many were skipped as existing; refuses collisions and overwrites."""
+    if job.output is None and job.out_dir is None:
+        raise MdeblurError("give -o/--output FILE (one input) or --out-dir DIR, for example --out-dir restored/")
+    if job.output is not None and job.out_dir is not None:
+        raise MdeblurError("give either -o/--output FILE or --out-dir DIR, not both")
+    if job.overwrite and job.skip_existing:
+        raise MdeblurError("--overwrite and --skip-existing contradict each other; give one")
     if job.output is not None and len(files) != 1:
         raise MdeblurError(f"-o {job.output}: {len(files)} inputs need --out-dir")
     if job.output is not None:
         if job.output.suffix.lower() not in IMAGE_EXT:
             raise MdeblurError(f"{job.output}: unsupported output type {job.output.suffix or '(none)'}")
-        plan = [(files[0], job.output)]
+        plan = [(files[0][0], job.output)]
     else:
-        plan = [(f, job.out_dir / f"{f.stem}{job.suffix}{f.suffix}") for f in files]
-    inputs = {f.resolve() for f in files}
-    for _, dst in plan:
-        if dst.resolve() in inputs:
+        plan = [(f, job.out_dir / output_name(rel, job.suffix)) for f, rel in files]
+    inputs = {f.resolve() for f, _ in files}
+    seen: dict[Path, Path] = {}
+    for src, dst in plan:
+        key = dst.resolve()
+        if key in inputs:
             raise MdeblurError(f"{dst}: refusing to write over an input")
-        if dst.exists() and not job.overwrite:
-            raise MdeblurError(f"{dst}: exists (use --overwrite)")
-    return plan
+        if key in seen:
+            raise MdeblurError(f"{seen[key]} and {src} would both be written to {dst}; restore them into different "
+                               "--out-dir folders, or give their folder with --recursive to keep sub-folders")
+        seen[key] = src
+    existing = [dst for _, dst in plan if dst.exists()]
+    if existing and job.skip_existing:
+        return [(s, d) for s, d in plan if not d.exists()], len(existing)
+    if existing and not job.overwrite:
+        raise MdeblurError(f"{existing[0]}: exists (use --overwrite to replace, or --skip-existing to resume)")
+    return plan, 0
+
+
+def restore_file(
+    src: str | Path, dst: str | Path, model: nn.Module, axes: str | None = None, channels: str = "auto",
+    normalize: str = "auto", percentiles: tuple[float, float] | None = None, tile: int = 256,
+    device: torch.device | str = "cpu", precision: str = "fp32", progress=None,
+) -> FileResult:
+    """Restore one file into `dst` (atomically), keeping axes, channels, calibration and OME/ImageJ metadata.
+
+    The output format follows `dst`: .ome.tif gives OME-TIFF, .tif an ImageJ hyperstack for an ImageJ or OME
+    input (else a TIFF with its axes), PNG/JPEG one 2-D image (calibration lost: see FileResult).
+    """
+    src, dst = Path(src), Path(dst)
+    result = FileResult()
+    series = read_series(src, axes)
+    check_writable(dst, series)
+    out = []
+    for s in series:
+        mode = choose_channels(channels, s.channels - int(s.meta.alpha), s.data.dtype, s.meta.microscopy)
+        data = restore_stack(s.data, s.axes, model, mode, s.meta.alpha, tile=tile, device=device, precision=precision,
+                             progress=progress, normalize=normalize, percentiles=percentiles, norms=result.norms)
+        out.append(Series(data, s.axes, s.meta.scaled(model.scale)))
+        result.modes.append(mode)
+        size = s.meta.pixel_size()
+        if size is not None and dst.suffix.lower() in RASTER_EXT:
+            result.calibration_lost = f"pixel {size[1]:g} {size[2]}"
+    atomic_write(dst, lambda tmp: write_series(tmp, out))
+    return result
 
 
 def _describe(norms: list[Normalization], percentiles: tuple[float, float]) -> str:
-    """The normalisation used, for the log line (the first page's, and how many pages)."""
+    """The normalisation used, for the log line (the first mapping, and how many there were)."""
     n = norms[0]
     what = f"percentiles {percentiles[0]:g}-{percentiles[1]:g}%" if n.mode == "percentile" else n.mode
-    more = f"; page 1 of {len(norms)}, each page mapped by its own" if len(norms) > 1 else ""
+    more = f"; mapping 1 of {len(norms)}, one per plane and channel" if len(norms) > 1 else ""
     return f"{what} [{n.lo:.6g}, {n.hi:.6g}] -> [0, 1], inverted after{more}"
+
+
+def _check_job(job: RestoreJob) -> None:
+    if job.normalize not in MODES:
+        raise MdeblurError(f"--normalize {job.normalize}: use one of {', '.join(MODES)}")
+    if job.percentiles is not None and job.normalize in ("range", "none"):
+        raise MdeblurError(f"--percentiles has no effect with --normalize {job.normalize}; use percentile or auto")
+    if job.channels not in CHANNEL_MODES:
+        raise MdeblurError(f"--channels {job.channels}: use one of {', '.join(CHANNEL_MODES)}")
 
 
 def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
     """Restore every input; returns (inputs that failed, inputs in all)."""
+    _check_job(job)
     files = expand_inputs(job.inputs, job.recursive)
-    plan = plan_outputs(job, files)
+    plan, skipped = plan_outputs(job, files)
+    if skipped:
+        console.print(f"skipping {skipped} input(s) whose output exists (--skip-existing)", highlight=False)
     dinfo = env_info()
     if dinfo.enabled:  # under torchrun: each process restores its share of the files
         plan = plan[dinfo.rank :: dinfo.world]
@@ -101,15 +175,11 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
     if dinfo.enabled and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", dinfo.local_rank % torch.cuda.device_count())
     resolve_precision(job.precision, device)
-    if job.normalize not in MODES:
-        raise MdeblurError(f"--normalize {job.normalize}: use one of {', '.join(MODES)}")
-    if job.percentiles is not None and job.normalize in ("range", "none"):
-        raise MdeblurError(f"--percentiles has no effect with --normalize {job.normalize}; use percentile or auto")
     model = load_model(job.weights, device)
     percentiles = job.percentiles or model_percentiles(model)
     if job.self_ensemble:
         model = SelfEnsemble(model).eval()
-    failures = 0
+    failures, said = 0, set()
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
@@ -121,19 +191,24 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
 
         for src, dst in plan:
             try:
-                image = read_image(src)
-                pages, norms = [], []
-                for page in image.pages:  # percentiles per page, over the whole page (every tile alike)
-                    norm = page_normalization(page, job.normalize, percentiles)
-                    pages.append(restore_array(page, model, tile=job.tile, device=device, precision=job.precision,
-                                               progress=on_tile, normalize=norm))
-                    norms.append(norm)
-                write_image(dst, pages)
-                console.print(f"{src} -> {dst} (intensities: {_describe(norms, percentiles)})", highlight=False, soft_wrap=True,
-                              markup=False)
+                res = restore_file(src, dst, model, job.axes, job.channels, job.normalize, percentiles, job.tile,
+                                   device, job.precision, on_tile)
+                for mode in sorted(set(res.modes) - said):  # each channel choice is printed once
+                    why = "given" if job.channels != "auto" else "auto: " + (
+                        "8-bit colour without microscopy metadata" if mode == "rgb" else
+                        "each channel restored alone, none leaks into another")
+                    console.print(f"channels: {mode} ({why})", highlight=False, markup=False)
+                    said.add(mode)
+                console.print(f"{src} -> {dst} (intensities: {_describe(res.norms, percentiles)})" if res.norms else
+                              f"{src} -> {dst}", highlight=False, soft_wrap=True, markup=False)
+                if res.calibration_lost and "calibration" not in said:
+                    console.print(f"warning: {dst.suffix} output cannot keep the calibration of {src} "
+                                  f"({res.calibration_lost}); write .tif or .ome.tif to keep it",
+                                  highlight=False, soft_wrap=True, markup=False)
+                    said.add("calibration")
             except MdeblurError as exc:
                 failures += 1
-                console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+                console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             progress.update(files_task, advance=1)
             progress.update(tiles_task, visible=False)
     return failures, len(plan)

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import resolve_device, resolve_precision
-from .io import to_float
-from .normalize import DEFAULT_PERCENTILES, Normalization, choose, dtype_range
+from .errors import MdeblurError
+from .normalize import DEFAULT_PERCENTILES, MODES, Normalization, choose, dtype_range
 
 MULTIPLE = 8  # tile origins on the network's downsampling grid
 MIN_TILE = 64
@@ -168,42 +168,143 @@ def page_normalization(page: np.ndarray, mode: str, percentiles: tuple[float, fl
     return choose(page[..., :3] if page.ndim == 3 else page, mode, percentiles)
 
 
+CHANNEL_MODES = ("auto", "rgb", "independent")
+
+
+def choose_channels(channels: str, n_colour: int, dtype: np.dtype, microscopy: bool = False) -> str:
+    """rgb (colour mixed by the network) or independent (each channel alone, through the gray path).
+
+    auto: rgb for 8-bit 3-channel images without microscopy metadata (brightfield, histology, photos),
+    independent for everything else (fluorescence: no channel may leak into another).
+    """
+    if channels not in CHANNEL_MODES:
+        raise MdeblurError(f"--channels {channels}: use one of {', '.join(CHANNEL_MODES)}")
+    if channels == "rgb" and n_colour != 3:
+        raise MdeblurError(f"--channels rgb needs 3 colour channels; this image has {n_colour}")
+    if channels == "auto":
+        return "rgb" if n_colour == 3 and np.dtype(dtype) == np.uint8 and not microscopy else "independent"
+    return channels
+
+
+def _map_back(out: np.ndarray, norm: Normalization, dtype: np.dtype) -> np.ndarray:
+    """Network units to the input's intensities, clipped only at the dtype's limits (float32)."""
+    out = norm.invert(out)
+    lo, hi = dtype_range(dtype)
+    if np.issubdtype(dtype, np.integer) or (norm.mode == "range" and (norm.lo, norm.hi) == (lo, hi)):
+        out = np.clip(out, lo, hi)  # a float image in [0, 1] restored by its range stays in [0, 1]
+    return out
+
+
+def _restore_color(
+    plane: np.ndarray, model: nn.Module, norm: Normalization, **kw
+) -> np.ndarray:
+    """(H, W, 3) colour restored jointly -> (H*s, W*s, 3) float32 in the file's units."""
+    img = norm.apply(plane.astype(np.float32)).astype(np.float32)
+    return _map_back(restore_float(model, img, clip=False, **kw), norm, plane.dtype)
+
+
+def _restore_gray(
+    plane: np.ndarray, model: nn.Module, norm: Normalization, **kw
+) -> np.ndarray:
+    """(H, W) restored alone -> (H*s, W*s) float32 in the file's units. A constant plane stays that constant:
+    any restoration of a flat field is flat, and an empty channel must stay empty."""
+    s = model.scale
+    if plane.min() == plane.max():
+        return np.full((plane.shape[0] * s, plane.shape[1] * s), plane.flat[0], np.float32)
+    img = norm.apply(plane.astype(np.float32)).astype(np.float32)
+    out = restore_float(model, np.repeat(img[..., None], 3, axis=2), clip=False, **kw).mean(2)
+    return _map_back(out, norm, plane.dtype)
+
+
+def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
+    """Alpha is not restored: bicubic in the file's units, clipped to the dtype's range."""
+    lo, hi = dtype_range(alpha.dtype)
+    t = torch.from_numpy(alpha.astype(np.float32))[None, None]
+    up = F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)[0, 0].numpy()
+    return np.clip(up, lo, hi)
+
+
+def restore_plane(
+    plane: np.ndarray, model: nn.Module, channels: str, alpha: bool = False,
+    normalize: str = "auto", percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    norms: list[Normalization] | None = None, **kw,
+) -> np.ndarray:
+    """One (H, W, C) plane -> (H*s, W*s, C) float32 in the file's units.
+
+    `channels` is rgb (C = 3, or 4 with alpha) or independent; each colour channel (independent) or the
+    colour triple (rgb) gets its own normalisation over the whole plane, appended to `norms`.
+    """
+    colour = plane[..., :-1] if alpha else plane
+    if channels == "rgb":
+        norm = choose(colour, normalize, percentiles)
+        parts = [_restore_color(colour, model, norm, **kw)]
+        found = [norm]
+    else:
+        found = [choose(colour[..., c], normalize, percentiles) for c in range(colour.shape[2])]
+        parts = [_restore_gray(colour[..., c], model, n, **kw)[..., None] for c, n in enumerate(found)]
+    if alpha:
+        parts.append(_upscale_alpha(plane[..., -1], model.scale)[..., None])
+    if norms is not None:
+        norms += found
+    return np.concatenate(parts, axis=2)
+
+
+def _cast(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return np.rint(out).astype(dtype) if np.issubdtype(dtype, np.integer) else out.astype(dtype)
+
+
+def restore_stack(
+    data: np.ndarray, axes: str, model: nn.Module, channels: str = "auto", alpha: bool = False,
+    microscopy: bool = False, tile: int = 256, device: torch.device | str = "cpu", precision: str = "fp32",
+    progress: Callable[[int, int], None] | None = None, normalize: str = "auto",
+    percentiles: tuple[float, float] | None = None, norms: list[Normalization] | None = None,
+) -> np.ndarray:
+    """Restore every Y,X plane of an array with named axes; the output has the same axes, Y and X times s.
+
+    The channel axis (S, else C) is handled by `channels` (auto, rgb, independent; see `choose_channels`);
+    every other axis (T, Z, ...) is iterated. `alpha` marks the last channel as alpha (upscaled, not restored).
+    """
+    from .stacks import Series, check_axes
+
+    axes = check_axes(axes, data.shape)
+    device = resolve_device(device) if isinstance(device, str) else device
+    resolve_precision(precision, device)  # refuse before any plane (a constant one needs no network)
+    series = Series(data, axes)
+    cax = series.channel_axis
+    n_colour = series.channels - int(alpha)
+    mode = choose_channels(channels, n_colour, data.dtype, microscopy)
+    if normalize not in MODES:
+        raise MdeblurError(f"--normalize {normalize}: use one of {', '.join(MODES)}")
+    pct = percentiles or model_percentiles(model)
+    order = [a for a in axes if a not in ("Y", "X", cax)] + ["Y", "X"] + ([cax] if cax else [])
+    arr = np.transpose(data, [axes.index(a) for a in order])
+    arr = arr if cax else arr[..., None]
+    lead, (h, w, c) = arr.shape[:-3], arr.shape[-3:]
+    s = model.scale
+    out = np.empty((*lead, h * s, w * s, c), data.dtype)
+    for idx in np.ndindex(*lead):
+        out[idx] = _cast(restore_plane(arr[idx], model, mode, alpha, normalize, pct, norms, tile=tile, device=device,
+                                       precision=precision, progress=progress), data.dtype)
+    out = out if cax else out[..., 0]
+    return np.transpose(out, [order.index(a) for a in axes])
+
+
 def restore_array(
     array: np.ndarray, model: nn.Module, tile: int = 256, device: torch.device | str = "cpu",
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
-    normalize: str | Normalization = "auto", percentiles: tuple[float, float] | None = None,
+    normalize: str = "auto", percentiles: tuple[float, float] | None = None,
+    axes: str | None = None, channels: str = "auto", alpha: bool = False,
 ) -> np.ndarray:
-    """Restore an (H, W) or (H, W, C) array (C = 1, 3 or 4) of any dtype; returns the same dtype and channels.
+    """Restore an array of any supported dtype; returns the same dtype and axes, Y and X times the scale.
 
-    Intensities are normalised (`normalize`: auto, percentile, range, none, or a ready `Normalization`; the
+    `axes` names the dimensions (YX, YXC, CYX, ZYX, TZCYX, ...; default YX for 2-D, YXC for (H, W, C)).
+    Intensities are normalised per plane and channel (`normalize`: auto, percentile, range, none; the
     percentiles default to the model's own) and mapped back by the exact inverse into the input's scale,
-    clipped only at the dtype's limits. Gray is restored as RGB and averaged back; alpha is upscaled bicubically.
+    clipped only at the dtype's limits. `channels`: auto, rgb or independent; `alpha`: the last channel is alpha.
     """
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"expected (H, W) or (H, W, C) with C in 1, 3, 4; got {array.shape}")
-    dtype = array.dtype
-    color = array[..., :3] if array.ndim == 3 and array.shape[2] == 4 else array
-    norm = normalize if isinstance(normalize, Normalization) else page_normalization(
-        array, normalize, percentiles or model_percentiles(model))
-    img = norm.apply(color.astype(np.float32)).astype(np.float32)
-    gray = img.ndim == 2 or img.shape[2] == 1
-    rgb = np.repeat(img.reshape(*img.shape[:2], 1), 3, axis=2) if gray else img
-    out = restore_float(model, rgb, tile=tile, device=device, precision=precision, progress=progress, clip=False)
-    if gray:
-        out = out.mean(2)
-    out = norm.invert(out)
-    lo, hi = dtype_range(dtype)
-    if np.issubdtype(dtype, np.integer):
-        out = np.clip(out, lo, hi)
-    elif norm.mode == "range" and (norm.lo, norm.hi) == (lo, hi):
-        out = np.clip(out, lo, hi)  # a float image in [0, 1] restored by its range stays in [0, 1]
-    if array.ndim == 3 and array.shape[2] == 4:
-        s = model.scale
-        alpha = F.interpolate(torch.from_numpy(to_float(array[..., 3]).copy())[None, None], scale_factor=s,
-                              mode="bicubic", align_corners=False)[0, 0].clamp(0, 1).numpy()
-        out = np.concatenate([out, alpha[..., None] * hi], 2)  # alpha in the file's units, like the colour
-    if array.ndim == 3 and array.shape[2] == 1:
-        out = out[..., None]
-    if np.issubdtype(dtype, np.integer):
-        return np.rint(out).astype(dtype)
-    return out.astype(dtype)
+    if axes is None:
+        if array.ndim not in (2, 3):
+            raise ValueError(f"give axes= for a {array.ndim}-D array of shape {array.shape}")
+        axes = "YX" if array.ndim == 2 else "YXC"
+    return restore_stack(array, axes, model, channels=channels, alpha=alpha, tile=tile, device=device,
+                         precision=precision, progress=progress, normalize=normalize, percentiles=percentiles)

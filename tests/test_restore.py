@@ -54,7 +54,7 @@ def test_alpha_is_upscaled_separately(tiny_model):
     rgba = smooth_image(32, 32, c=4)
     rgba[..., 3] = 1.0
     rgba[:16, :, 3] = 0.0
-    out = restore_array(rgba, tiny_model)
+    out = restore_array(rgba, tiny_model, alpha=True)
     assert np.allclose(out[:24, :, 3], 0, atol=0.02) and np.allclose(out[40:, :, 3], 1, atol=0.02)
 
 

@@ -1,0 +1,376 @@
+"""Microscopy images as stacks: axes, channels, calibration and OME/ImageJ metadata, read and written.
+
+A file is one or more `Series`: an array, its axes (one letter per dimension, CSBDeep style: Y, X, and any
+of T, Z, C, S for samples, or others) and the metadata that must survive restoration. Only Y and X are
+restored; every other axis is iterated, and the output keeps the axes and their order.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MdeblurError
+
+OME_SUFFIXES = (".ome.tif", ".ome.tiff")
+TIFF_EXT = {".tif", ".tiff"}
+RASTER_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
+STACK_EXT = TIFF_EXT | RASTER_EXT
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+IMAGEJ_ORDER = "TZCYXS"
+IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
+# The ImageJ header entries carried to the output (the writer recomputes the counts and the hyperstack flag).
+IMAGEJ_KEEP = ("unit", "spacing", "finterval", "fps", "loop", "mode", "Labels", "LUTs", "Ranges", "min", "max",
+               "tunit", "xorigin", "yorigin", "zorigin")
+# OME Pixels attributes that describe the stored planes: tifffile rewrites them for the new shape.
+OME_STORAGE = ("SizeX", "SizeY", "SizeZ", "SizeC", "SizeT", "TiffData", "Type", "DimensionOrder", "BigEndian",
+               "Interleaved", "SignificantBits", "MetadataOnly", "ID", "BinData")
+TIFF_UNITS = {2: "inch", 3: "cm", 4: "mm", 5: "µm"}  # TIFF ResolutionUnit codes
+
+
+@dataclass
+class Meta:
+    """What a file says beyond its pixels."""
+
+    kind: str = "tiff"  # "ome", "imagej", "tiff" (plain TIFF) or "raster" (PNG, JPEG, BMP)
+    alpha: bool = False  # the last sample is real alpha (PNG RGBA, TIFF ExtraSamples = alpha)
+    rgb: bool = False  # the file declares its samples RGB (photometric RGB, PNG/JPEG colour)
+    resolution: tuple[float, float] | None = None  # TIFF (XResolution, YResolution): pixels per unit
+    resolution_unit: int | None = None  # TIFF ResolutionUnit: 1 none, 2 inch, 3 cm, 4 mm, 5 µm
+    imagej: dict = field(default_factory=dict)  # ImageJ header entries (IMAGEJ_KEEP)
+    ome: dict = field(default_factory=dict)  # the OME Image element, as tifffile.xml2dict gives it
+
+    @property
+    def microscopy(self) -> bool:
+        """Whether the file carries microscopy metadata (OME or an ImageJ header)."""
+        return self.kind in ("ome", "imagej")
+
+    def pixel_size(self) -> tuple[float, float, str] | None:
+        """(size_y, size_x, unit) of one pixel, from OME, the ImageJ header or the TIFF tags; None if unknown."""
+        pixels = self.ome.get("Pixels", {})
+        if "PhysicalSizeX" in pixels:
+            sx = float(pixels["PhysicalSizeX"])
+            return float(pixels.get("PhysicalSizeY", sx)), sx, str(pixels.get("PhysicalSizeXUnit", "µm"))
+        if self.resolution is None or min(self.resolution) <= 0:
+            return None
+        unit = self.imagej.get("unit") or TIFF_UNITS.get(self.resolution_unit or 1)
+        if not unit or unit in ("pixel", "pixels") or (self.resolution == (1.0, 1.0) and self.kind != "imagej"):
+            return None
+        return 1.0 / self.resolution[1], 1.0 / self.resolution[0], unit.replace("\\u00B5", "µ")
+
+    def scaled(self, scale: int) -> Meta:
+        """The metadata of the image upscaled `scale` times in Y and X: pixels smaller, everything else kept."""
+        out = replace(self, imagej=dict(self.imagej), ome=copy.deepcopy(self.ome))
+        if self.resolution is not None:
+            out.resolution = (self.resolution[0] * scale, self.resolution[1] * scale)
+        for key in ("xorigin", "yorigin"):  # ImageJ origins are in pixels; keep pixel centres in place
+            if key in out.imagej:
+                out.imagej[key] = float(out.imagej[key]) * scale + (scale - 1) / 2
+        pixels = out.ome.get("Pixels", {})
+        for key in ("PhysicalSizeX", "PhysicalSizeY"):
+            if key in pixels:
+                pixels[key] = float(pixels[key]) / scale
+        return out
+
+
+@dataclass
+class Series:
+    """One image of a file: data with one axis letter per dimension, and its metadata."""
+
+    data: np.ndarray
+    axes: str
+    meta: Meta = field(default_factory=Meta)
+
+    @property
+    def channel_axis(self) -> str | None:
+        """The axis that holds colours or fluorescence channels: S (samples) if present, else C."""
+        return "S" if "S" in self.axes else "C" if "C" in self.axes else None
+
+    @property
+    def channels(self) -> int:
+        ax = self.channel_axis
+        return 1 if ax is None else self.data.shape[self.axes.index(ax)]
+
+
+def check_axes(axes: str, shape: tuple[int, ...], where: str = "") -> str:
+    """Upper-case axes with one letter per dimension, Y and X once each; raises MdeblurError."""
+    axes = axes.upper()
+    prefix = f"{where}: " if where else ""
+    if not re.fullmatch(r"[A-Z]+", axes) or len(set(axes)) != len(axes):
+        raise MdeblurError(f"{prefix}axes {axes!r}: use distinct letters such as YX, CYX, YXC, ZYX, TZCYX")
+    if "Y" not in axes or "X" not in axes:
+        raise MdeblurError(f"{prefix}axes {axes!r} must contain Y and X")
+    if len(axes) != len(shape):
+        raise MdeblurError(f"{prefix}axes {axes!r} name {len(axes)} dimensions, the image has {len(shape)} "
+                           f"(shape {tuple(shape)})")
+    if min(shape[axes.index("Y")], shape[axes.index("X")]) < 2:
+        raise MdeblurError(f"{prefix}image too small ({shape[axes.index('X')]}x{shape[axes.index('Y')]} px)")
+    return axes
+
+
+def _check_dtype(path: Path, data: np.ndarray) -> np.ndarray:
+    if data.dtype == bool:
+        return data.astype(np.uint8) * 255
+    if not any(data.dtype == d for d in SUPPORTED_DTYPES):
+        raise MdeblurError(f"{path}: unsupported pixel type {data.dtype} "
+                           "(mdeblur reads uint8, uint16, float32 and float64 images)")
+    if data.size == 0:
+        raise MdeblurError(f"{path}: zero-sized image")
+    return data
+
+
+def _tiff_meta(tif, page) -> Meta:
+    """Metadata common to all series of a TIFF file."""
+    import tifffile
+
+    meta = Meta(kind="ome" if tif.is_ome else "imagej" if tif.is_imagej else "tiff")
+    tags = page.tags
+    if "XResolution" in tags and "YResolution" in tags:
+        (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+        if xd and yd:
+            meta.resolution = (xn / xd, yn / yd)
+            meta.resolution_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    meta.rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
+    meta.alpha = any(int(e) in (1, 2) for e in (page.extrasamples or ()))  # associated or unassociated alpha
+    if tif.is_imagej:
+        meta.imagej = {k: v for k, v in (tif.imagej_metadata or {}).items() if k in IMAGEJ_KEEP}
+    return meta
+
+
+def _ome_images(tif) -> list[dict]:
+    import tifffile
+
+    images = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", [])
+    return images if isinstance(images, list) else [images]
+
+
+def _read_tiff(path: Path) -> list[Series]:
+    import tifffile
+
+    out = []
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise MdeblurError(f"{path}: TIFF holds no image")
+            base = _tiff_meta(tif, tif.series[0].pages[0] if tif.series[0].pages else tif.pages[0])
+            images = _ome_images(tif) if tif.is_ome else []
+            for i, series in enumerate(tif.series):
+                data = _check_dtype(path, series.asarray())
+                meta = replace(base, ome=images[i] if i < len(images) else {})
+                out.append(Series(data, series.axes.upper(), meta))
+    except MdeblurError:
+        raise
+    except Exception as exc:  # tifffile raises many types for broken files
+        raise MdeblurError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    return out
+
+
+def _read_raster(path: Path) -> list[Series]:
+    import cv2
+
+    arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise MdeblurError(f"{path}: not a readable {path.suffix[1:].upper()} image (truncated or corrupt)")
+    arr = _check_dtype(path, arr)
+    if arr.ndim == 2:
+        return [Series(arr, "YX", Meta(kind="raster"))]
+    if arr.shape[2] == 1:
+        return [Series(arr[..., 0], "YX", Meta(kind="raster"))]
+    alpha = arr.shape[2] == 4
+    arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if alpha else cv2.COLOR_BGR2RGB)
+    return [Series(arr, "YXS", Meta(kind="raster", rgb=True, alpha=alpha))]
+
+
+def read_series(path: str | Path, axes: str | None = None) -> list[Series]:
+    """Every series of an image file, with axes (or `axes` given by the user) and metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise MdeblurError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise MdeblurError(f"{path}: empty file")
+    ext = path.suffix.lower()
+    if ext not in STACK_EXT:
+        raise MdeblurError(f"{path}: unsupported file type {ext or '(none)'} (use {', '.join(sorted(STACK_EXT))})")
+    series = _read_tiff(path) if ext in TIFF_EXT else _read_raster(path)
+    for s in series:
+        s.axes = check_axes(axes or s.axes, s.data.shape, str(path) + (" (--axes)" if axes else ""))
+        if s.meta.alpha and (s.channel_axis is None or s.channels < 2):
+            s.meta.alpha = False
+    return series
+
+
+def split_name(path: Path) -> tuple[str, str]:
+    """(stem, extension), with .ome.tif(f) as one extension: cells.ome.tif -> (cells, .ome.tif)."""
+    name = path.name
+    for ext in OME_SUFFIXES:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)], name[-len(ext) :]
+    return path.stem, path.suffix
+
+
+def is_ome_path(path: Path) -> bool:
+    return path.name.lower().endswith(OME_SUFFIXES)
+
+
+def _planes_last(s: Series) -> tuple[np.ndarray, str]:
+    """The data with the channel axis last (if any): (..., Y, X[, C]), and those axes."""
+    ax = s.channel_axis
+    keep = [a for a in s.axes if a != ax] + ([ax] if ax else [])
+    return np.transpose(s.data, [s.axes.index(a) for a in keep]), "".join(keep)
+
+
+def _raster_array(path: Path, s: Series) -> np.ndarray:
+    """The one (H, W) or (H, W, C) plane a PNG/JPEG/BMP can hold, or MdeblurError."""
+    data, axes = _planes_last(s)
+    lead = data.shape[: axes.index("Y")]
+    if int(np.prod(lead)) != 1:
+        raise MdeblurError(f"{path}: a {s.axes} stack of shape {s.data.shape} needs a TIFF output (.tif or .ome.tif)")
+    data = data.reshape(data.shape[len(lead) :])
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[..., 0]
+    allowed = (3, 4) if path.suffix.lower() == ".png" else (3,)
+    if data.ndim == 3 and data.shape[2] not in allowed:
+        raise MdeblurError(f"{path}: {data.shape[2]} channels need a TIFF output (.tif or .ome.tif)")
+    return data
+
+
+def to_float(page: np.ndarray) -> np.ndarray:
+    """Integer pixels to float32 in [0, 1]; float pixels are taken as they are."""
+    if page.dtype == np.uint8:
+        return page.astype(np.float32) / 255.0
+    if page.dtype == np.uint16:
+        return page.astype(np.float32) / 65535.0
+    return page.astype(np.float32)
+
+
+def from_float(page: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float32 in [0, 1] back to `dtype`, rounding and clipping integers."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return np.clip(np.rint(page * 255.0), 0, 255).astype(np.uint8)
+    if dtype == np.uint16:
+        return np.clip(np.rint(page * 65535.0), 0, 65535).astype(np.uint16)
+    return page.astype(dtype)
+
+
+def _write_raster(path: Path, s: Series) -> None:
+    import cv2
+
+    arr = _raster_array(path, s)
+    ext = path.suffix.lower()
+    if ext in (".jpg", ".jpeg", ".bmp") and arr.dtype != np.uint8:
+        arr = from_float(to_float(arr).clip(0, 1), np.uint8)
+    elif ext == ".png" and arr.dtype not in (np.uint8, np.uint16):
+        arr = from_float(arr.clip(0, 1), np.uint16)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(ext, arr)
+    if not ok:
+        raise MdeblurError(f"{path}: could not encode as {ext}")
+    path.write_bytes(buf.tobytes())
+
+
+def _imagej_ok(s: Series) -> bool:
+    order = [IMAGEJ_ORDER.index(a) for a in s.axes if a in IMAGEJ_ORDER]
+    return (len(order) == len(s.axes) and order == sorted(order) and any(s.data.dtype == d for d in IMAGEJ_DTYPES)
+            and s.axes[-1] != "C")
+
+
+def _ome_metadata(s: Series) -> dict:
+    """OME Image/Pixels metadata for tifffile's writer: the input's, without the storage layout."""
+    image = copy.deepcopy(s.meta.ome)
+    pixels = image.pop("Pixels", {})
+    for key in OME_STORAGE:
+        pixels.pop(key, None)
+    image.pop("ID", None)
+    for ch in pixels.get("Channel", []) if isinstance(pixels.get("Channel"), list) else [pixels.get("Channel", {})]:
+        for key in ("ID", "SamplesPerPixel"):
+            ch.pop(key, None)
+    size = s.meta.pixel_size()
+    if "PhysicalSizeX" not in pixels and size is not None:  # a calibrated non-OME input
+        unit = {"inch": "in", "micron": "µm", "um": "µm"}.get(size[2], size[2])
+        pixels.update(PhysicalSizeY=size[0], PhysicalSizeX=size[1], PhysicalSizeYUnit=unit, PhysicalSizeXUnit=unit)
+    return {**image, "Pixels": pixels} if pixels else image
+
+
+def _tiff_kwargs(s: Series) -> dict:
+    kw: dict = {}
+    if s.meta.resolution is not None:
+        kw["resolution"] = s.meta.resolution
+        kw["resolutionunit"] = s.meta.resolution_unit or 1
+    ax = s.channel_axis
+    if ax is not None and ax == s.axes[-1] and s.channels in (3, 4) and (s.meta.rgb or s.meta.alpha):
+        kw["photometric"] = "rgb"
+        if s.channels == 4:
+            kw["extrasamples"] = ["unassalpha" if s.meta.alpha else "unspecified"]
+    else:
+        kw["photometric"] = "minisblack"
+        if ax == s.axes[-1] and s.channels > 1:
+            kw["planarconfig"] = "contig"
+    return kw
+
+
+def _write_tiff(path: Path, series: list[Series]) -> None:
+    import tifffile
+
+    ome = is_ome_path(path)
+    imagej = not ome and len(series) == 1 and series[0].meta.microscopy and _imagej_ok(series[0])
+    big = sum(s.data.nbytes for s in series) > 2**32 - 2**25
+    with tifffile.TiffWriter(path, bigtiff=big, ome=ome, imagej=imagej) as tif:
+        for s in series:
+            kw = _tiff_kwargs(s)
+            if ome:
+                metadata = {"axes": s.axes, **_ome_metadata(s)}
+                if kw.get("resolutionunit") == 1:
+                    kw.pop("resolution"), kw.pop("resolutionunit")
+            elif imagej:
+                metadata = {"axes": s.axes, **s.meta.imagej}
+                kw.pop("planarconfig", None)
+                kw["photometric"] = "rgb" if s.axes.endswith("S") else "minisblack"
+            else:
+                metadata = {"axes": s.axes}
+            tif.write(s.data, metadata=metadata, **kw)
+
+
+OME_AXES = set("SXYZCTAPRHEQ")  # what OME-TIFF (tifffile) can store
+
+
+def check_writable(path: Path, series: list[Series]) -> None:
+    """Refuse, before any work, an output format that cannot hold these series (naming the real output)."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext in RASTER_EXT:
+        if len(series) != 1:
+            raise MdeblurError(f"{path}: {len(series)} images need a TIFF output (.tif or .ome.tif)")
+        _raster_array(path, series[0])
+    elif is_ome_path(path):
+        for s in series:
+            bad = sorted(set(s.axes) - OME_AXES)
+            if bad:
+                raise MdeblurError(f"{path}: OME-TIFF cannot store axis {''.join(bad)} of {s.axes}; "
+                                   "write .tif, or name the axes with --axes")
+
+
+def write_series(path: str | Path, series: list[Series]) -> None:
+    """Write series in the format the extension names: .ome.tif (OME-TIFF), .tif (ImageJ hyperstack for an
+    ImageJ/OME input, else a plain TIFF with its axes), or PNG/JPEG/BMP for one 2-D gray or colour image.
+    Writes to `path` directly; callers wanting atomicity write to a temporary name and rename.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext in TIFF_EXT:
+        try:
+            _write_tiff(path, series)
+        except MdeblurError:
+            raise
+        except (ValueError, TypeError) as exc:  # tifffile's refusals (an axis OME cannot store, ...)
+            raise MdeblurError(f"{path}: cannot write this image as {'OME-TIFF' if is_ome_path(path) else 'TIFF'}"
+                               f" ({exc})".splitlines()[0]) from None
+        return
+    if len(series) != 1:
+        raise MdeblurError(f"{path}: {len(series)} images need a TIFF output (.tif or .ome.tif)")
+    _write_raster(path, series[0])
