@@ -1,0 +1,223 @@
+"""Microscopy files: axes, channels, stacks, calibration and OME/ImageJ metadata, in and out (files made here)."""
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from mdeblur_cli.cli import app
+from mdeblur_cli.errors import MdeblurError
+from mdeblur_cli.files import restore_file
+from mdeblur_cli.io import write_image
+from mdeblur_cli.restore import restore_array
+from mdeblur_cli.stacks import Meta, read_series, split_name
+
+from .conftest import smooth_image
+
+runner = CliRunner()
+
+
+def _fluo(shape, seed=0, peak=3000, offset=100):
+    """16-bit fluorescence-like planes of any leading shape over (H, W)."""
+    lead, (h, w) = shape[:-2], shape[-2:]
+    n = int(np.prod(lead))
+    planes = [smooth_image(h, w, c=1, seed=seed + i)[..., 0] for i in range(n)]
+    return np.rint(offset + peak * np.stack(planes).reshape(shape) ** 3).astype(np.uint16)
+
+
+def _restore(args, weights):
+    return runner.invoke(app, ["restore", *map(str, args), "--weights", str(weights)])
+
+
+def test_ome_tiff_keeps_ome_and_halves_the_pixel_size(tmp_path, tiny_weights):
+    src = tmp_path / "cells.ome.tif"
+    data = _fluo((2, 3, 24, 28))
+    tifffile.imwrite(src, data, ome=True, metadata={
+        "axes": "ZCYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65, "PhysicalSizeZ": 2.0,
+        "Channel": {"Name": ["DAPI", "GFP", "RFP"]}})
+    res = _restore([src, "--out-dir", tmp_path / "out"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "out" / "cells_x2.ome.tif"
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_ome and len(tif.series) == 1
+        assert tif.series[0].axes == "ZCYX" and tif.series[0].shape == (2, 3, 48, 56)
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+    assert pixels["PhysicalSizeX"] == pytest.approx(0.325) and pixels["PhysicalSizeY"] == pytest.approx(0.325)
+    assert pixels["PhysicalSizeZ"] == pytest.approx(2.0)
+    assert [c["Name"] for c in pixels["Channel"]] == ["DAPI", "GFP", "RFP"]
+    assert "channels: independent" in res.output
+
+
+def test_imagej_hyperstack_stays_a_hyperstack(tmp_path, tiny_weights):
+    src = tmp_path / "movie.tif"
+    data = _fluo((2, 3, 2, 20, 24))
+    tifffile.imwrite(src, data, imagej=True, resolution=(1 / 0.65, 1 / 0.65),
+                     metadata={"axes": "TZCYX", "spacing": 2.5, "unit": "um", "finterval": 10.0, "mode": "composite"})
+    res = _restore([src, "-o", tmp_path / "out.tif"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == "TZCYX" and tif.series[0].shape == (2, 3, 2, 40, 48)
+        ij = tif.imagej_metadata
+        xres = tif.pages[0].tags["XResolution"].value
+    assert ij["spacing"] == 2.5 and ij["unit"] == "um" and ij["finterval"] == 10.0 and ij["mode"] == "composite"
+    assert xres[1] / xres[0] == pytest.approx(0.325, rel=1e-6)  # pixel width halved
+    assert tifffile.imread(tmp_path / "out.tif").shape == (2, 3, 2, 40, 48)
+
+
+def test_plain_tiff_resolution_tags_are_scaled(tmp_path, tiny_weights):
+    src = tmp_path / "a.tif"
+    tifffile.imwrite(src, _fluo((24, 24)), resolution=(2000.0, 2000.0), resolutionunit="CENTIMETER")
+    res = _restore([src, "-o", tmp_path / "b.tif"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    s = read_series(tmp_path / "b.tif")[0]
+    assert s.meta.resolution == pytest.approx((4000.0, 4000.0)) and s.meta.resolution_unit == 3
+    assert s.meta.pixel_size() == pytest.approx((2.5e-4, 2.5e-4, "cm"))
+
+
+def test_channels_stay_one_series_and_tifffile_reads_them_all(tmp_path, tiny_weights):
+    src = tmp_path / "four.tif"
+    tifffile.imwrite(src, _fluo((4, 20, 22)), photometric="minisblack", metadata={"axes": "CYX"})
+    res = _restore([src, "-o", tmp_path / "out.tif"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    assert tifffile.imread(tmp_path / "out.tif").shape == (4, 40, 44)
+    assert read_series(tmp_path / "out.tif")[0].axes == "CYX"
+
+
+@pytest.mark.parametrize("c", [2, 4])
+def test_two_and_four_channel_16bit_fluorescence_accepted(tmp_path, tiny_weights, c):
+    src = tmp_path / f"yx{c}.tif"
+    data = np.moveaxis(_fluo((c, 20, 22)), 0, -1)  # Y, X, C: samples, no ExtraSamples alpha tag
+    tifffile.imwrite(src, data, photometric="minisblack", planarconfig="contig")
+    res = _restore([src, "-o", tmp_path / "out.tif"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    out = tifffile.imread(tmp_path / "out.tif")
+    assert out.shape == (40, 44, c) and out.dtype == np.uint16
+    assert out[..., -1].max() > 1000  # the fourth channel was restored, not treated as alpha
+
+
+def test_an_empty_channel_stays_empty_and_channels_do_not_leak(tiny_model):
+    data = _fluo((3, 24, 24))
+    data[1] = 0
+    out = restore_array(data, tiny_model, axes="CYX")
+    assert out.shape == (3, 48, 48) and out.dtype == np.uint16
+    assert (out[1] == 0).all()
+    alone = restore_array(data[2], tiny_model)  # independent: a channel's result does not depend on the others
+    assert np.array_equal(out[2], alone)
+    rgb_u16 = restore_array(np.moveaxis(data, 0, -1), tiny_model)  # Y,X,3 16-bit: auto is independent
+    assert (rgb_u16[..., 1] == 0).all()
+
+
+def test_channel_choice(tiny_model):
+    rgb8 = np.rint(smooth_image(20, 20) * 255).astype(np.uint8)
+    mixed = restore_array(rgb8, tiny_model)  # auto: 8-bit colour goes through the colour network
+    alone = restore_array(rgb8, tiny_model, channels="independent")
+    assert mixed.shape == alone.shape == (40, 40, 3) and not np.array_equal(mixed, alone)
+    with pytest.raises(MdeblurError, match="3 colour channels"):
+        restore_array(_fluo((2, 16, 16)), tiny_model, axes="CYX", channels="rgb")
+
+
+def test_png_alpha_stays_alpha(tmp_path, tiny_weights):
+    rgba = np.rint(smooth_image(24, 24, c=4) * 255).astype(np.uint8)
+    rgba[..., 3] = 255
+    rgba[:12, :, 3] = 0
+    write_image(tmp_path / "a.png", rgba)
+    assert read_series(tmp_path / "a.png")[0].meta.alpha
+    res = _restore([tmp_path / "a.png", "-o", tmp_path / "b.png"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    out = read_series(tmp_path / "b.png")[0].data
+    assert out.shape == (48, 48, 4) and (out[:20, :, 3] == 0).all() and (out[28:, :, 3] == 255).all()
+
+
+def test_tiff_extrasamples_alpha_stays_alpha(tmp_path, tiny_weights):
+    rgba = np.rint(smooth_image(24, 24, c=4) * 65535).astype(np.uint16)
+    rgba[..., 3] = 65535
+    tifffile.imwrite(tmp_path / "a.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    res = _restore([tmp_path / "a.tif", "-o", tmp_path / "b.tif"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    with tifffile.TiffFile(tmp_path / "b.tif") as tif:
+        assert tuple(int(e) for e in tif.pages[0].extrasamples) == (2,)
+        assert (tif.asarray()[..., 3] == 65535).all()
+
+
+def test_axes_override(tmp_path, tiny_weights):
+    src = tmp_path / "stack.tif"
+    tifffile.imwrite(src, _fluo((3, 20, 20)), photometric="minisblack")  # tifffile names the stack axis itself
+    res = _restore([src, "-o", tmp_path / "z.tif", "--axes", "ZYX"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    assert read_series(tmp_path / "z.tif")[0].axes == "ZYX"
+    bad = _restore([src, "-o", tmp_path / "y.tif", "--axes", "TZYX"], tiny_weights)
+    lines = [ln for ln in bad.output.splitlines() if ln.strip()]
+    assert bad.exit_code == 2 and len(lines) == 1 and "stack.tif" in lines[0] and "3" in lines[0]
+    assert not (tmp_path / "y.tif").exists()
+
+
+def test_calibrated_input_to_png_warns_once(tmp_path, tiny_weights):
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / f"{name}.ome.tif", _fluo((20, 20)), ome=True,
+                         metadata={"axes": "YX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2})
+    res = _restore([tmp_path / "a.ome.tif", tmp_path / "b.ome.tif", "--out-dir", tmp_path / "o", "--suffix", ""],
+                   tiny_weights)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.ome.tif", "b.ome.tif"]
+    res = _restore([tmp_path / "a.ome.tif", "-o", tmp_path / "a.png"], tiny_weights)
+    assert res.exit_code == 0 and res.output.count("calibration") == 1 and "0.2" in res.output
+
+
+def test_stack_to_png_refused_before_any_work(tmp_path, tiny_weights):
+    tifffile.imwrite(tmp_path / "z.tif", _fluo((3, 20, 20)), photometric="minisblack", metadata={"axes": "ZYX"})
+    res = _restore([tmp_path / "z.tif", "-o", tmp_path / "z.png"], tiny_weights)
+    assert res.exit_code == 2 and "z.png" in res.output and "TIFF" in res.output and ".mdeblur-" not in res.output
+    assert not (tmp_path / "z.png").exists()
+
+
+def test_same_name_collision_refused_naming_both(tmp_path, tiny_weights):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        write_image(tmp_path / d / "x.png", np.rint(smooth_image(16, 16) * 255).astype(np.uint8))
+    res = _restore([tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--out-dir", tmp_path / "o"], tiny_weights)
+    assert res.exit_code == 2
+    assert str(tmp_path / "a" / "x.png") in res.output and str(tmp_path / "b" / "x.png") in res.output
+    assert not (tmp_path / "o").exists()
+    res = _restore([tmp_path, "--recursive", "--out-dir", tmp_path / "o"], tiny_weights)  # sub-folders kept
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "o" / "a" / "x_x2.png").exists() and (tmp_path / "o" / "b" / "x_x2.png").exists()
+
+
+def test_skip_existing_resumes_a_batch(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        write_image(src / f"{i}.png", np.rint(smooth_image(16, 16, seed=i) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    assert _restore([src, "--out-dir", out], tiny_weights).exit_code == 0
+    (out / "1_x2.png").unlink()
+    kept = (out / "0_x2.png").stat().st_mtime_ns
+    (out / "2_x2.png").write_bytes(b"left alone")
+    res = _restore([src, "--out-dir", out], tiny_weights)
+    assert res.exit_code == 2 and "--skip-existing" in res.output
+    res = _restore([src, "--out-dir", out, "--skip-existing"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    assert "skipping 2" in res.output and (out / "1_x2.png").exists()
+    assert (out / "0_x2.png").stat().st_mtime_ns == kept and (out / "2_x2.png").read_bytes() == b"left alone"
+    both = _restore([src, "--out-dir", out, "--skip-existing", "--overwrite"], tiny_weights)
+    assert both.exit_code == 2 and "contradict" in both.output
+
+
+def test_restore_file_api_keeps_metadata(tmp_path, tiny_model):
+    src = tmp_path / "a.ome.tif"
+    tifffile.imwrite(src, _fluo((2, 20, 20)), ome=True, metadata={"axes": "CYX", "PhysicalSizeX": 0.5,
+                                                                   "PhysicalSizeY": 0.5})
+    res = restore_file(src, tmp_path / "b.ome.tif", tiny_model)
+    assert res.modes == ["independent"] and len(res.norms) == 2
+    s = read_series(tmp_path / "b.ome.tif")[0]
+    assert s.axes == "CYX" and s.data.shape == (2, 40, 40) and s.meta.pixel_size()[:2] == pytest.approx((0.25, 0.25))
+
+
+def test_names_and_meta_units():
+    from pathlib import Path
+
+    assert split_name(Path("d/cells.ome.tif")) == ("cells", ".ome.tif")
+    assert split_name(Path("cells.OME.TIFF")) == ("cells", ".OME.TIFF")
+    assert split_name(Path("a.b.png")) == ("a.b", ".png")
+    assert Meta(resolution=(1.0, 1.0), resolution_unit=2).pixel_size() is None  # (1, 1) inch: no calibration
+    assert Meta(kind="imagej", resolution=(2.0, 4.0), imagej={"unit": "micron"}).pixel_size() == (0.25, 0.5, "micron")
