@@ -19,7 +19,7 @@ from .io import IMAGE_EXT, atomic_write, list_images
 from .models import SelfEnsemble
 from .normalize import MODES, Normalization
 from .restore import CHANNEL_MODES, choose_channels, model_percentiles, restore_stack
-from .stacks import RASTER_EXT, Series, check_writable, read_series, split_name, write_series
+from .stacks import RASTER_EXT, WRITE_EXT, Series, check_writable, read_series, split_name, write_series
 from .weights import load_model
 
 
@@ -93,8 +93,9 @@ def plan_outputs(job: RestoreJob, files: list[tuple[Path, Path]]) -> tuple[list[
     if job.output is not None and len(files) != 1:
         raise MdeblurError(f"-o {job.output}: {len(files)} inputs need --out-dir")
     if job.output is not None:
-        if job.output.suffix.lower() not in IMAGE_EXT:
-            raise MdeblurError(f"{job.output}: unsupported output type {job.output.suffix or '(none)'}")
+        if job.output.suffix.lower() not in WRITE_EXT:
+            raise MdeblurError(f"{job.output}: unsupported output type {job.output.suffix or '(none)'} "
+                               f"(use {', '.join(sorted(WRITE_EXT))}, or .ome.tif)")
         plan = [(files[0][0], job.output)]
     else:
         plan = [(f, job.out_dir / output_name(rel, job.suffix)) for f, rel in files]

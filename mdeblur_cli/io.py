@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .errors import MdeblurError
-from .stacks import STACK_EXT, Meta, Series, from_float, read_series, to_float, write_series
+from .stacks import STACK_EXT, WRITE_EXT, Meta, Series, from_float, read_series, to_float, write_series
 
 __all__ = ["IMAGE_EXT", "Image", "atomic_write", "from_float", "list_images", "read_image", "to_float",
            "write_image"]
@@ -80,7 +80,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def write_image(path: str | Path, pages: list[np.ndarray] | np.ndarray) -> None:
     """Write pages atomically (temp file in the same folder, then rename); format from the extension."""
     path = Path(path)
-    if path.suffix.lower() not in IMAGE_EXT:
+    if path.suffix.lower() not in WRITE_EXT:
         raise MdeblurError(f"{path}: unsupported output type {path.suffix or '(none)'}")
     pages = [pages] if isinstance(pages, np.ndarray) else pages
     series = [Series(p, "YXS" if p.ndim == 3 else "YX", Meta(rgb=p.ndim == 3, alpha=p.ndim == 3 and p.shape[2] == 4))

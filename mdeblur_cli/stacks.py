@@ -19,7 +19,9 @@ from .errors import MdeblurError
 OME_SUFFIXES = (".ome.tif", ".ome.tiff")
 TIFF_EXT = {".tif", ".tiff"}
 RASTER_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
-STACK_EXT = TIFF_EXT | RASTER_EXT
+BIO_EXT = {".czi", ".nd2", ".lif"}  # vendor formats, read through bioio (the `bio` extra); written as OME-TIFF
+WRITE_EXT = TIFF_EXT | RASTER_EXT
+STACK_EXT = WRITE_EXT | BIO_EXT
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 IMAGEJ_ORDER = "TZCYXS"
 IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
@@ -185,6 +187,38 @@ def _read_raster(path: Path) -> list[Series]:
     return [Series(arr, "YXS", Meta(kind="raster", rgb=True, alpha=alpha))]
 
 
+def _read_bio(path: Path) -> list[Series]:
+    """CZI, ND2, LIF through bioio: every scene, singleton axes dropped, pixel sizes and channel names kept."""
+    try:
+        from bioio import BioImage
+    except ImportError:
+        raise MdeblurError(f"{path}: reading {path.suffix} files needs the bio extra: "
+                           "pip install 'mdeblur[bio]' (bioio with its CZI, ND2 and LIF readers)") from None
+    out = []
+    try:
+        img = BioImage(path)
+        for scene in img.scenes:
+            img.set_scene(scene)
+            data, order = np.asarray(img.data), img.dims.order
+            keep = [i for i, a in enumerate(order) if a in "YX" or data.shape[i] > 1]
+            data = data.reshape([data.shape[i] for i in keep])
+            axes = "".join(order[i] for i in keep)
+            sizes, pixels = img.physical_pixel_sizes, {}
+            for key, value in (("X", sizes.X), ("Y", sizes.Y), ("Z", sizes.Z)):
+                if value:
+                    pixels.update({f"PhysicalSize{key}": float(value), f"PhysicalSize{key}Unit": "µm"})
+            if "C" in axes:
+                pixels["Channel"] = [{"Name": str(n)} for n in img.channel_names]
+            out.append(Series(_check_dtype(path, data), axes, Meta(kind="ome", rgb="S" in axes,
+                                                                   ome={"Name": str(scene), "Pixels": pixels})))
+    except MdeblurError:
+        raise
+    except Exception as exc:  # the readers raise many types for broken files
+        raise MdeblurError(f"{path}: not a readable {path.suffix[1:].upper()} file ({type(exc).__name__}: {exc})"
+                           .splitlines()[0]) from None
+    return out
+
+
 def read_series(path: str | Path, axes: str | None = None) -> list[Series]:
     """Every series of an image file, with axes (or `axes` given by the user) and metadata."""
     path = Path(path)
@@ -195,7 +229,7 @@ def read_series(path: str | Path, axes: str | None = None) -> list[Series]:
     ext = path.suffix.lower()
     if ext not in STACK_EXT:
         raise MdeblurError(f"{path}: unsupported file type {ext or '(none)'} (use {', '.join(sorted(STACK_EXT))})")
-    series = _read_tiff(path) if ext in TIFF_EXT else _read_raster(path)
+    series = _read_tiff(path) if ext in TIFF_EXT else _read_bio(path) if ext in BIO_EXT else _read_raster(path)
     for s in series:
         s.axes = check_axes(axes or s.axes, s.data.shape, str(path) + (" (--axes)" if axes else ""))
         if s.meta.alpha and (s.channel_axis is None or s.channels < 2):
@@ -204,8 +238,13 @@ def read_series(path: str | Path, axes: str | None = None) -> list[Series]:
 
 
 def split_name(path: Path) -> tuple[str, str]:
-    """(stem, extension), with .ome.tif(f) as one extension: cells.ome.tif -> (cells, .ome.tif)."""
+    """(stem, extension), with .ome.tif(f) as one extension: cells.ome.tif -> (cells, .ome.tif).
+
+    Formats mdeblur cannot write (CZI, ND2, LIF) get .ome.tif: plate.czi -> (plate, .ome.tif).
+    """
     name = path.name
+    if path.suffix.lower() in BIO_EXT:
+        return path.stem, ".ome.tif"
     for ext in OME_SUFFIXES:
         if name.lower().endswith(ext):
             return name[: -len(ext)], name[-len(ext) :]

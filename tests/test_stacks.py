@@ -221,3 +221,31 @@ def test_names_and_meta_units():
     assert split_name(Path("a.b.png")) == ("a.b", ".png")
     assert Meta(resolution=(1.0, 1.0), resolution_unit=2).pixel_size() is None  # (1, 1) inch: no calibration
     assert Meta(kind="imagej", resolution=(2.0, 4.0), imagej={"unit": "micron"}).pixel_size() == (0.25, 0.5, "micron")
+
+
+def test_vendor_formats_without_the_bio_extra_name_it(tmp_path, tiny_weights, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bioio", None)  # as if the extra were not installed
+    (tmp_path / "plate.czi").write_bytes(b"ZISRAWFILE" + bytes(100))
+    res = _restore([tmp_path / "plate.czi", "--out-dir", tmp_path / "o"], tiny_weights)
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "plate.czi" in lines[0] and "mdeblur[bio]" in lines[0]
+
+
+def test_czi_through_the_bio_extra(tmp_path, tiny_weights):
+    pytest.importorskip("bioio_czi")
+    pyczi = pytest.importorskip("pylibCZIrw.czi")
+    data = _fluo((2, 3, 24, 28))
+    with pyczi.create_czi(str(tmp_path / "plate.czi")) as w:
+        for c in range(2):
+            for z in range(3):
+                w.write(data=data[c, z], plane={"C": c, "Z": z})
+        w.write_metadata(channel_names={0: "DAPI", 1: "GFP"}, scale_x=0.65e-6, scale_y=0.65e-6, scale_z=2e-6)
+    res = _restore([tmp_path / "plate.czi", "--out-dir", tmp_path / "o"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    with tifffile.TiffFile(tmp_path / "o" / "plate_x2.ome.tif") as tif:
+        assert tif.series[0].axes == "CZYX" and tif.series[0].shape == (2, 3, 48, 56)
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+    assert pixels["PhysicalSizeX"] == pytest.approx(0.325) and pixels["PhysicalSizeZ"] == pytest.approx(2.0)
+    assert [c["Name"] for c in pixels["Channel"]] == ["DAPI", "GFP"]
