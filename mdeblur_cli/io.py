@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import MdeblurError
@@ -19,13 +18,6 @@ from .stacks import STACK_EXT, WRITE_EXT, Meta, Series, from_float, read_series,
 
 __all__ = ["IMAGE_EXT", "Image", "atomic_write", "from_float", "list_images", "read_image", "to_float",
            "write_image"]
-
-# Broken files are reported as MdeblurError, not as OpenCV's log lines.
-_cv_logging = getattr(getattr(cv2, "utils", None), "logging", None)
-if _cv_logging is not None:
-    _cv_logging.setLogLevel(_cv_logging.LOG_LEVEL_SILENT)
-elif hasattr(cv2, "setLogLevel"):
-    cv2.setLogLevel(0)
 
 IMAGE_EXT = STACK_EXT
 TEMP_PREFIX = ".mdeblur-"

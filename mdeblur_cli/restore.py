@@ -1,4 +1,4 @@
-"""Restoration of arrays and files: channel handling, seamless overlapping tiles, CUDA OOM fallback."""
+"""Restoration of arrays: planes of any stack, channels (rgb or independent), seamless tiles, CUDA OOM fallback."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch import nn
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
 from .normalize import DEFAULT_PERCENTILES, MODES, Normalization, choose, dtype_range
+from .stacks import Series, check_axes
 
 MULTIPLE = 8  # tile origins on the network's downsampling grid
 MIN_TILE = 64
@@ -163,11 +164,6 @@ def model_percentiles(model: nn.Module) -> tuple[float, float]:
     return DEFAULT_PERCENTILES
 
 
-def page_normalization(page: np.ndarray, mode: str, percentiles: tuple[float, float]) -> Normalization:
-    """The normalisation of one page, from its colour channels (alpha left out)."""
-    return choose(page[..., :3] if page.ndim == 3 else page, mode, percentiles)
-
-
 CHANNEL_MODES = ("auto", "rgb", "independent")
 
 
@@ -264,8 +260,6 @@ def restore_stack(
     The channel axis (S, else C) is handled by `channels` (auto, rgb, independent; see `choose_channels`);
     every other axis (T, Z, ...) is iterated. `alpha` marks the last channel as alpha (upscaled, not restored).
     """
-    from .stacks import Series, check_axes
-
     axes = check_axes(axes, data.shape)
     device = resolve_device(device) if isinstance(device, str) else device
     resolve_precision(precision, device)  # refuse before any plane (a constant one needs no network)

@@ -158,7 +158,7 @@ def _read_tiff(path: Path) -> list[Series]:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise MdeblurError(f"{path}: TIFF holds no image")
-            base = _tiff_meta(tif, tif.series[0].pages[0] if tif.series[0].pages else tif.pages[0])
+            base = _tiff_meta(tif, tif.pages[0])
             images = _ome_images(tif) if tif.is_ome else []
             for i, series in enumerate(tif.series):
                 data = _check_dtype(path, series.asarray())
@@ -171,9 +171,20 @@ def _read_tiff(path: Path) -> list[Series]:
     return out
 
 
-def _read_raster(path: Path) -> list[Series]:
+def _cv2():
+    """OpenCV, with its log lines silenced: broken files are reported as MdeblurError instead."""
     import cv2
 
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    elif hasattr(cv2, "setLogLevel"):
+        cv2.setLogLevel(0)
+    return cv2
+
+
+def _read_raster(path: Path) -> list[Series]:
+    cv2 = _cv2()
     arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise MdeblurError(f"{path}: not a readable {path.suffix[1:].upper()} image (truncated or corrupt)")
@@ -297,8 +308,7 @@ def from_float(page: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _write_raster(path: Path, s: Series) -> None:
-    import cv2
-
+    cv2 = _cv2()
     arr = _raster_array(path, s)
     ext = path.suffix.lower()
     if ext in (".jpg", ".jpeg", ".bmp") and arr.dtype != np.uint8:
@@ -336,14 +346,32 @@ def _ome_metadata(s: Series) -> dict:
     return {**image, "Pixels": pixels} if pixels else image
 
 
+def _imagej_metadata(s: Series) -> dict:
+    """The ImageJ header: the input's, or for an OME input its unit, Z spacing and frame interval."""
+    if s.meta.kind == "imagej":
+        return dict(s.meta.imagej)
+    pixels, size, out = s.meta.ome.get("Pixels", {}), s.meta.pixel_size(), {}
+    if size is not None:
+        out["unit"] = {"µm": "micron"}.get(size[2], size[2])
+    if "PhysicalSizeZ" in pixels:
+        out["spacing"] = float(pixels["PhysicalSizeZ"])
+    if "TimeIncrement" in pixels:
+        out["finterval"] = float(pixels["TimeIncrement"])
+    if "C" in s.axes:
+        out["mode"] = "composite"
+    return out
+
+
 def _tiff_kwargs(s: Series) -> dict:
     kw: dict = {}
     if s.meta.resolution is not None:
         kw["resolution"] = s.meta.resolution
         kw["resolutionunit"] = s.meta.resolution_unit or 1
     ax = s.channel_axis
-    if ax is not None and ax == s.axes[-1] and s.channels in (3, 4) and (s.meta.rgb or s.meta.alpha):
+    contig, planar = s.axes.endswith(f"YX{ax}"), s.axes.endswith(f"{ax}YX")
+    if ax is not None and (contig or planar) and s.channels in (3, 4) and (s.meta.rgb or s.meta.alpha):
         kw["photometric"] = "rgb"
+        kw["planarconfig"] = "contig" if contig else "separate"
         if s.channels == 4:
             kw["extrasamples"] = ["unassalpha" if s.meta.alpha else "unspecified"]
     else:
@@ -367,7 +395,10 @@ def _write_tiff(path: Path, series: list[Series]) -> None:
                 if kw.get("resolutionunit") == 1:
                     kw.pop("resolution"), kw.pop("resolutionunit")
             elif imagej:
-                metadata = {"axes": s.axes, **s.meta.imagej}
+                metadata = {"axes": s.axes, **_imagej_metadata(s)}
+                size = s.meta.pixel_size()
+                if size is not None and "unit" not in s.meta.imagej:  # an OME input: calibration from OME
+                    kw["resolution"], kw["resolutionunit"] = (1 / size[1], 1 / size[0]), 1
                 kw.pop("planarconfig", None)
                 kw["photometric"] = "rgb" if s.axes.endswith("S") else "minisblack"
             else:

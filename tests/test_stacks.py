@@ -249,3 +249,23 @@ def test_czi_through_the_bio_extra(tmp_path, tiny_weights):
         pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
     assert pixels["PhysicalSizeX"] == pytest.approx(0.325) and pixels["PhysicalSizeZ"] == pytest.approx(2.0)
     assert [c["Name"] for c in pixels["Channel"]] == ["DAPI", "GFP"]
+
+
+def test_ome_input_to_tif_gives_a_calibrated_imagej_hyperstack(tmp_path, tiny_model):
+    src = tmp_path / "a.ome.tif"
+    tifffile.imwrite(src, _fluo((3, 2, 20, 20)), ome=True, photometric="minisblack", metadata={
+        "axes": "ZCYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65, "PhysicalSizeZ": 1.5})
+    restore_file(src, tmp_path / "b.tif", tiny_model)
+    with tifffile.TiffFile(tmp_path / "b.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == "ZCYX"
+        ij, xres = tif.imagej_metadata, tif.pages[0].tags["XResolution"].value
+    assert ij["unit"] == "micron" and ij["spacing"] == 1.5 and xres[1] / xres[0] == pytest.approx(0.325, rel=1e-6)
+
+
+def test_planar_rgb_stays_planar_rgb(tmp_path, tiny_model):
+    src = tmp_path / "p.tif"
+    tifffile.imwrite(src, np.rint(np.moveaxis(smooth_image(20, 20), -1, 0) * 255).astype(np.uint8),
+                     photometric="rgb", planarconfig="separate")
+    restore_file(src, tmp_path / "q.tif", tiny_model)
+    with tifffile.TiffFile(tmp_path / "q.tif") as tif:
+        assert tif.series[0].axes == "SYX" and tif.series[0].shape == (3, 40, 40) and tif.pages[0].photometric == 2
