@@ -18,8 +18,8 @@ from .errors import MdeblurError
 from .io import IMAGE_EXT, atomic_write, list_images
 from .models import SelfEnsemble
 from .normalize import MODES, Normalization
-from .restore import CHANNEL_MODES, choose_channels, model_percentiles, restore_stack
-from .stacks import RASTER_EXT, WRITE_EXT, Series, check_writable, read_series, split_name, write_series
+from .restore import CHANNEL_MODES, MIN_TILE, choose_channels, model_percentiles, restore_stack
+from .stacks import WRITE_EXT, Series, check_writable, lost_metadata, read_series, split_name, write_series
 from .weights import load_model
 
 
@@ -51,23 +51,31 @@ class FileResult:
 
     modes: list[str] = field(default_factory=list)
     norms: list[Normalization] = field(default_factory=list)
-    calibration_lost: str | None = None  # the input's pixel size, when the output format cannot keep it
+    lost: dict[str, str] = field(default_factory=dict)  # calibration items of the input the output cannot keep
 
 
-def expand_inputs(inputs: list[str], recursive: bool) -> list[tuple[Path, Path]]:
-    """Files, folders and globs to (file, path relative to its folder input); unknown paths raise."""
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.resolve().is_relative_to(folder.resolve())
+
+
+def expand_inputs(inputs: list[str], recursive: bool, exclude: Path | None = None) -> list[tuple[Path, Path]]:
+    """Files, folders and globs to (file, path relative to its folder input); unknown paths raise.
+
+    Folder scans leave out `exclude` (the output folder, when it lies inside an input folder).
+    """
     files: list[tuple[Path, Path]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = list_images(p, recursive)
+            found = [f for f in list_images(p, recursive) if not _inside(f, exclude)]
             if not found:
                 raise MdeblurError(f"{p}: no images in folder")
             files += [(f, f.relative_to(p)) for f in found]
         elif p.exists():
             files.append((p, Path(p.name)))
         elif any(ch in item for ch in "*?["):
-            found = sorted(Path(f) for f in glob.glob(item, recursive=recursive) if Path(f).suffix.lower() in IMAGE_EXT)
+            found = sorted(Path(f) for f in glob.glob(item, recursive=recursive)
+                           if Path(f).suffix.lower() in IMAGE_EXT and not _inside(Path(f), exclude))
             if not found:
                 raise MdeblurError(f"{item}: no images match")
             files += [(f, Path(f.name)) for f in found]
@@ -122,27 +130,38 @@ def restore_file(
     normalize: str = "auto", percentiles: tuple[float, float] | None = None, tile: int = 256,
     device: torch.device | str = "cpu", precision: str = "fp32", progress=None,
 ) -> FileResult:
-    """Restore one file into `dst` (atomically), keeping axes, channels, calibration and OME/ImageJ metadata.
+    """Restore one file into `dst` (atomically, replacing it if it exists), keeping axes, channels,
+    calibration and OME/ImageJ metadata.
 
     The output format follows `dst`: .ome.tif gives OME-TIFF, .tif an ImageJ hyperstack for an ImageJ or OME
-    input (else a TIFF with its axes), PNG/JPEG one 2-D image (calibration lost: see FileResult).
+    input (else a TIFF with its axes), PNG/JPEG one 2-D image. What the format cannot keep is in `lost`.
     """
     src, dst = Path(src), Path(dst)
     result = FileResult()
     series = read_series(src, axes)
     check_writable(dst, series)
+    result.lost = lost_metadata(dst, series)
     out = []
     for s in series:
-        mode = choose_channels(channels, s.channels - int(s.meta.alpha), s.data.dtype, s.meta.microscopy)
+        try:
+            mode = choose_channels(channels, s.channels - int(s.meta.alpha), s.data.dtype, s.meta.rgb)
+        except MdeblurError as exc:
+            raise MdeblurError(f"{src}: {exc}") from None
         data = restore_stack(s.data, s.axes, model, mode, s.meta.alpha, tile=tile, device=device, precision=precision,
                              progress=progress, normalize=normalize, percentiles=percentiles, norms=result.norms)
         out.append(Series(data, s.axes, s.meta.scaled(model.scale)))
         result.modes.append(mode)
-        size = s.meta.pixel_size()
-        if size is not None and dst.suffix.lower() in RASTER_EXT:
-            result.calibration_lost = f"pixel {size[1]:g} {size[2]}"
-    atomic_write(dst, lambda tmp: write_series(tmp, out))
+    try:
+        atomic_write(dst, lambda tmp: write_series(tmp, out))
+    except OSError as exc:
+        raise MdeblurError(f"{dst}: cannot write ({exc.strerror or exc})") from None
     return result
+
+
+CHANNEL_HELP = {
+    "rgb": "colour restored together (8-bit colour without a channel layout; --channels independent to change)",
+    "independent": "each channel restored alone, none leaks into another (--channels rgb for colour images)",
+}
 
 
 def _describe(norms: list[Normalization], percentiles: tuple[float, float]) -> str:
@@ -160,12 +179,18 @@ def _check_job(job: RestoreJob) -> None:
         raise MdeblurError(f"--percentiles has no effect with --normalize {job.normalize}; use percentile or auto")
     if job.channels not in CHANNEL_MODES:
         raise MdeblurError(f"--channels {job.channels}: use one of {', '.join(CHANNEL_MODES)}")
+    if job.tile < MIN_TILE:
+        raise MdeblurError(f"--tile {job.tile}: use at least {MIN_TILE} (low-res pixels per tile side)")
+    if job.axes is not None and not job.axes.strip():
+        raise MdeblurError("--axes is empty: give letters such as YX, CYX, ZYX or TZCYX")
+    if any(sep in job.suffix for sep in ("/", "\\")) or job.suffix in (".", ".."):
+        raise MdeblurError(f"--suffix {job.suffix!r}: must not contain a path separator (outputs stay in --out-dir)")
 
 
 def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
     """Restore every input; returns (inputs that failed, inputs in all)."""
     _check_job(job)
-    files = expand_inputs(job.inputs, job.recursive)
+    files = expand_inputs(job.inputs, job.recursive, exclude=job.out_dir)
     plan, skipped = plan_outputs(job, files)
     if skipped:
         console.print(f"skipping {skipped} input(s) whose output exists (--skip-existing)", highlight=False)
@@ -194,19 +219,18 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
             try:
                 res = restore_file(src, dst, model, job.axes, job.channels, job.normalize, percentiles, job.tile,
                                    device, job.precision, on_tile)
-                for mode in sorted(set(res.modes) - said):  # each channel choice is printed once
-                    why = "given" if job.channels != "auto" else "auto: " + (
-                        "8-bit colour without microscopy metadata" if mode == "rgb" else
-                        "each channel restored alone, none leaks into another")
-                    console.print(f"channels: {mode} ({why})", highlight=False, markup=False)
-                    said.add(mode)
-                console.print(f"{src} -> {dst} (intensities: {_describe(res.norms, percentiles)})" if res.norms else
-                              f"{src} -> {dst}", highlight=False, soft_wrap=True, markup=False)
-                if res.calibration_lost and "calibration" not in said:
-                    console.print(f"warning: {dst.suffix} output cannot keep the calibration of {src} "
-                                  f"({res.calibration_lost}); write .tif or .ome.tif to keep it",
-                                  highlight=False, soft_wrap=True, markup=False)
-                    said.add("calibration")
+                for mode in dict.fromkeys(res.modes):  # what each choice means, once per run
+                    if mode not in said:
+                        console.print(f"channels {mode}: {CHANNEL_HELP[mode]}", highlight=False, soft_wrap=True,
+                                      markup=False)
+                        said.add(mode)
+                note = f"channels: {', '.join(dict.fromkeys(res.modes))}; intensities: {_describe(res.norms, percentiles)}"
+                console.print(f"{src} -> {dst} ({note})", highlight=False, soft_wrap=True, markup=False)
+                if res.lost and "lost" not in said:
+                    items = "; ".join(f"{k} {v}" for k, v in res.lost.items())
+                    console.print(f"warning: {dst} cannot keep the calibration of {src} ({items}); write .ome.tif to "
+                                  "keep it (said once per run)", highlight=False, soft_wrap=True, markup=False)
+                    said.add("lost")
             except MdeblurError as exc:
                 failures += 1
                 console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -14,7 +14,7 @@ from torch import nn
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
 from .normalize import DEFAULT_PERCENTILES, MODES, Normalization, choose, dtype_range
-from .stacks import Series, check_axes
+from .stacks import Series, check_axes, check_dtype
 
 MULTIPLE = 8  # tile origins on the network's downsampling grid
 MIN_TILE = 64
@@ -167,18 +167,21 @@ def model_percentiles(model: nn.Module) -> tuple[float, float]:
 CHANNEL_MODES = ("auto", "rgb", "independent")
 
 
-def choose_channels(channels: str, n_colour: int, dtype: np.dtype, microscopy: bool = False) -> str:
+def choose_channels(channels: str, n_colour: int, dtype: np.dtype, declared_rgb: bool = True) -> str:
     """rgb (colour mixed by the network) or independent (each channel alone, through the gray path).
 
-    auto: rgb for 8-bit 3-channel images without microscopy metadata (brightfield, histology, photos),
-    independent for everything else (fluorescence: no channel may leak into another).
+    auto: rgb for 8-bit images with 3 colour channels that are declared RGB (PNG/JPEG colour, TIFF photometric
+    RGB; an array without metadata counts as declared): brightfield, histology, photographs. Independent for
+    everything else: fluorescence channels (a C axis, or samples stored as gray), so none leaks into another.
     """
     if channels not in CHANNEL_MODES:
         raise MdeblurError(f"--channels {channels}: use one of {', '.join(CHANNEL_MODES)}")
     if channels == "rgb" and n_colour != 3:
-        raise MdeblurError(f"--channels rgb needs 3 colour channels; this image has {n_colour}")
+        raise MdeblurError(f"--channels rgb needs 3 colour channels; this image has {n_colour} "
+                           "(pass alpha=True / a TIFF alpha tag if the 4th is alpha)" if n_colour == 4 else
+                           f"--channels rgb needs 3 colour channels; this image has {n_colour}")
     if channels == "auto":
-        return "rgb" if n_colour == 3 and np.dtype(dtype) == np.uint8 and not microscopy else "independent"
+        return "rgb" if n_colour == 3 and np.dtype(dtype) == np.uint8 and declared_rgb else "independent"
     return channels
 
 
@@ -213,10 +216,10 @@ def _restore_gray(
 
 
 def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
-    """Alpha is not restored: bicubic in the file's units, clipped to the dtype's range."""
+    """Alpha is not restored: interpolated in the file's units."""
     lo, hi = dtype_range(alpha.dtype)
-    t = torch.from_numpy(alpha.astype(np.float32))[None, None]
-    up = F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)[0, 0].numpy()
+    t = torch.from_numpy(alpha.astype(np.float32))[None, None]  # bilinear: no ringing at mask edges
+    up = F.interpolate(t, scale_factor=scale, mode="bilinear", align_corners=False)[0, 0].numpy()
     return np.clip(up, lo, hi)
 
 
@@ -251,7 +254,7 @@ def _cast(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def restore_stack(
     data: np.ndarray, axes: str, model: nn.Module, channels: str = "auto", alpha: bool = False,
-    microscopy: bool = False, tile: int = 256, device: torch.device | str = "cpu", precision: str = "fp32",
+    declared_rgb: bool = True, tile: int = 256, device: torch.device | str = "cpu", precision: str = "fp32",
     progress: Callable[[int, int], None] | None = None, normalize: str = "auto",
     percentiles: tuple[float, float] | None = None, norms: list[Normalization] | None = None,
 ) -> np.ndarray:
@@ -260,13 +263,14 @@ def restore_stack(
     The channel axis (S, else C) is handled by `channels` (auto, rgb, independent; see `choose_channels`);
     every other axis (T, Z, ...) is iterated. `alpha` marks the last channel as alpha (upscaled, not restored).
     """
+    data = check_dtype("restore_array", np.asarray(data))
     axes = check_axes(axes, data.shape)
     device = resolve_device(device) if isinstance(device, str) else device
     resolve_precision(precision, device)  # refuse before any plane (a constant one needs no network)
     series = Series(data, axes)
     cax = series.channel_axis
     n_colour = series.channels - int(alpha)
-    mode = choose_channels(channels, n_colour, data.dtype, microscopy)
+    mode = choose_channels(channels, n_colour, data.dtype, declared_rgb and cax != "C")
     if normalize not in MODES:
         raise MdeblurError(f"--normalize {normalize}: use one of {', '.join(MODES)}")
     pct = percentiles or model_percentiles(model)
@@ -291,14 +295,17 @@ def restore_array(
 ) -> np.ndarray:
     """Restore an array of any supported dtype; returns the same dtype and axes, Y and X times the scale.
 
-    `axes` names the dimensions (YX, YXC, CYX, ZYX, TZCYX, ...; default YX for 2-D, YXC for (H, W, C)).
+    `axes` names the dimensions (YX, YXS, CYX, ZYX, TZCYX, ...; default YX for 2-D and YXS for (H, W, C): colour
+    samples, as in an image file; a C axis means fluorescence channels, restored independently under auto).
     Intensities are normalised per plane and channel (`normalize`: auto, percentile, range, none; the
     percentiles default to the model's own) and mapped back by the exact inverse into the input's scale,
     clipped only at the dtype's limits. `channels`: auto, rgb or independent; `alpha`: the last channel is alpha.
     """
+    array = np.asarray(array)
     if axes is None:
-        if array.ndim not in (2, 3):
-            raise ValueError(f"give axes= for a {array.ndim}-D array of shape {array.shape}")
-        axes = "YX" if array.ndim == 2 else "YXC"
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] > 4):
+            raise ValueError(f"give axes= (such as ZYX or CYX) for an array of shape {array.shape}; "
+                             "without it only (H, W) and (H, W, C) with C <= 4 are understood")
+        axes = "YX" if array.ndim == 2 else "YXS"
     return restore_stack(array, axes, model, channels=channels, alpha=alpha, tile=tile, device=device,
                          precision=precision, progress=progress, normalize=normalize, percentiles=percentiles)

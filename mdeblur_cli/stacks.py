@@ -27,11 +27,16 @@ IMAGEJ_ORDER = "TZCYXS"
 IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
 # The ImageJ header entries carried to the output (the writer recomputes the counts and the hyperstack flag).
 IMAGEJ_KEEP = ("unit", "spacing", "finterval", "fps", "loop", "mode", "Labels", "LUTs", "Ranges", "min", "max",
-               "tunit", "xorigin", "yorigin", "zorigin")
+               "tunit", "xorigin", "yorigin", "zorigin", "Info", "Properties")
 # OME Pixels attributes that describe the stored planes: tifffile rewrites them for the new shape.
 OME_STORAGE = ("SizeX", "SizeY", "SizeZ", "SizeC", "SizeT", "TiffData", "Type", "DimensionOrder", "BigEndian",
                "Interleaved", "SignificantBits", "MetadataOnly", "ID", "BinData")
 TIFF_UNITS = {2: "inch", 3: "cm", 4: "mm", 5: "µm"}  # TIFF ResolutionUnit codes
+UNIT_CM = {"µm": 1e-4, "um": 1e-4, "micron": 1e-4, "microns": 1e-4, "nm": 1e-7, "mm": 0.1, "cm": 1.0, "m": 100.0,
+           "inch": 2.54, "in": 2.54}
+# What each output kind keeps of an input's calibration (see Meta.calibration).
+KEEPS = {"ome": {"pixel size", "Z spacing", "time interval", "channel names"},
+         "imagej": {"pixel size", "Z spacing", "time interval"}, "tiff": {"pixel size"}, "raster": set()}
 
 
 @dataclass
@@ -63,6 +68,39 @@ class Meta:
         if not unit or unit in ("pixel", "pixels") or (self.resolution == (1.0, 1.0) and self.kind != "imagej"):
             return None
         return 1.0 / self.resolution[1], 1.0 / self.resolution[0], unit.replace("\\u00B5", "µ")
+
+    def z_spacing(self) -> tuple[float, str] | None:
+        pixels = self.ome.get("Pixels", {})
+        if "PhysicalSizeZ" in pixels:
+            return float(pixels["PhysicalSizeZ"]), str(pixels.get("PhysicalSizeZUnit", "µm"))
+        if "spacing" in self.imagej:
+            return float(self.imagej["spacing"]), str(self.imagej.get("unit", "pixel"))
+        return None
+
+    def time_interval(self) -> tuple[float, str] | None:
+        pixels = self.ome.get("Pixels", {})
+        if "TimeIncrement" in pixels:
+            return float(pixels["TimeIncrement"]), str(pixels.get("TimeIncrementUnit", "s"))
+        if "finterval" in self.imagej:
+            return float(self.imagej["finterval"]), str(self.imagej.get("tunit", "s"))
+        return None
+
+    def channel_names(self) -> list[str]:
+        chans = self.ome.get("Pixels", {}).get("Channel", [])
+        return [str(c["Name"]) for c in (chans if isinstance(chans, list) else [chans]) if c.get("Name")]
+
+    def calibration(self) -> dict[str, str]:
+        """What the file says about its geometry and channels, for the record and for what an output loses."""
+        out = {}
+        if (size := self.pixel_size()) is not None:
+            out["pixel size"] = f"{size[1]:g} {size[2]}"
+        if (z := self.z_spacing()) is not None:
+            out["Z spacing"] = f"{z[0]:g} {z[1]}"
+        if (t := self.time_interval()) is not None:
+            out["time interval"] = f"{t[0]:g} {t[1]}"
+        if names := self.channel_names():
+            out["channel names"] = ", ".join(names)
+        return out
 
     def scaled(self, scale: int) -> Meta:
         """The metadata of the image upscaled `scale` times in Y and X: pixels smaller, everything else kept."""
@@ -114,14 +152,15 @@ def check_axes(axes: str, shape: tuple[int, ...], where: str = "") -> str:
     return axes
 
 
-def _check_dtype(path: Path, data: np.ndarray) -> np.ndarray:
+def check_dtype(where: str | Path, data: np.ndarray) -> np.ndarray:
+    """The data if mdeblur can restore its pixel type, else MdeblurError naming `where`."""
     if data.dtype == bool:
-        return data.astype(np.uint8) * 255
+        raise MdeblurError(f"{where}: a 1-bit (bool) image is a mask, not intensities; convert it to 8-bit first")
     if not any(data.dtype == d for d in SUPPORTED_DTYPES):
-        raise MdeblurError(f"{path}: unsupported pixel type {data.dtype} "
-                           "(mdeblur reads uint8, uint16, float32 and float64 images)")
+        raise MdeblurError(f"{where}: unsupported pixel type {data.dtype} "
+                           "(mdeblur restores uint8, uint16, float32 and float64 images)")
     if data.size == 0:
-        raise MdeblurError(f"{path}: zero-sized image")
+        raise MdeblurError(f"{where}: zero-sized image")
     return data
 
 
@@ -161,7 +200,7 @@ def _read_tiff(path: Path) -> list[Series]:
             base = _tiff_meta(tif, tif.pages[0])
             images = _ome_images(tif) if tif.is_ome else []
             for i, series in enumerate(tif.series):
-                data = _check_dtype(path, series.asarray())
+                data = check_dtype(path, series.asarray())
                 meta = replace(base, ome=images[i] if i < len(images) else {})
                 out.append(Series(data, series.axes.upper(), meta))
     except MdeblurError:
@@ -188,14 +227,23 @@ def _read_raster(path: Path) -> list[Series]:
     arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise MdeblurError(f"{path}: not a readable {path.suffix[1:].upper()} image (truncated or corrupt)")
-    arr = _check_dtype(path, arr)
+    arr = check_dtype(path, arr)
     if arr.ndim == 2:
         return [Series(arr, "YX", Meta(kind="raster"))]
     if arr.shape[2] == 1:
         return [Series(arr[..., 0], "YX", Meta(kind="raster"))]
     alpha = arr.shape[2] == 4
     arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if alpha else cv2.COLOR_BGR2RGB)
+    if alpha and _png_color_type(path) == 4:  # gray + alpha: OpenCV expands it to RGBA; keep it gray
+        return [Series(np.ascontiguousarray(arr[..., [0, 3]]), "YXS", Meta(kind="raster", alpha=True))]
     return [Series(arr, "YXS", Meta(kind="raster", rgb=True, alpha=alpha))]
+
+
+def _png_color_type(path: Path) -> int | None:
+    """The PNG IHDR colour type (0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA); None if not a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[25] if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" else None
 
 
 def _read_bio(path: Path) -> list[Series]:
@@ -220,7 +268,7 @@ def _read_bio(path: Path) -> list[Series]:
                     pixels.update({f"PhysicalSize{key}": float(value), f"PhysicalSize{key}Unit": "µm"})
             if "C" in axes:
                 pixels["Channel"] = [{"Name": str(n)} for n in img.channel_names]
-            out.append(Series(_check_dtype(path, data), axes, Meta(kind="ome", rgb="S" in axes,
+            out.append(Series(check_dtype(path, data), axes, Meta(kind="ome", rgb="S" in axes,
                                                                    ome={"Name": str(scene), "Pixels": pixels})))
     except MdeblurError:
         raise
@@ -273,8 +321,12 @@ def _planes_last(s: Series) -> tuple[np.ndarray, str]:
     return np.transpose(s.data, [s.axes.index(a) for a in keep]), "".join(keep)
 
 
-def _raster_array(path: Path, s: Series) -> np.ndarray:
-    """The one (H, W) or (H, W, C) plane a PNG/JPEG/BMP can hold, or MdeblurError."""
+def _raster_array(path: Path, s: Series, check_values: bool = True) -> np.ndarray:
+    """The one (H, W) or (H, W, C) plane a PNG/JPEG/BMP can hold, or MdeblurError.
+
+    With `check_values`, float data must lie in [0, 1] (checked on the input, before any work; the restored
+    image may overshoot a little, and is clipped when written).
+    """
     data, axes = _planes_last(s)
     lead = data.shape[: axes.index("Y")]
     if int(np.prod(lead)) != 1:
@@ -282,9 +334,18 @@ def _raster_array(path: Path, s: Series) -> np.ndarray:
     data = data.reshape(data.shape[len(lead) :])
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
-    allowed = (3, 4) if path.suffix.lower() == ".png" else (3,)
+    ext = path.suffix.lower()
+    if data.ndim == 3 and data.shape[2] == 2 and s.meta.alpha and ext == ".png":  # gray + alpha as RGBA
+        data = data[..., [0, 0, 0, 1]]
+    allowed = (3, 4) if ext == ".png" and s.meta.alpha else (3,)
     if data.ndim == 3 and data.shape[2] not in allowed:
-        raise MdeblurError(f"{path}: {data.shape[2]} channels need a TIFF output (.tif or .ome.tif)")
+        what = "channels (no alpha tag)" if data.shape[2] == 4 else "channels"
+        raise MdeblurError(f"{path}: {data.shape[2]} {what} need a TIFF output (.tif or .ome.tif)")
+    if data.dtype == np.uint16 and ext != ".png":
+        raise MdeblurError(f"{path}: {ext[1:].upper()} holds 8 bits; write this 16-bit image as .png or .tif")
+    if data.dtype.kind == "f" and (ext != ".png" or check_values and (data.min() < 0 or data.max() > 1)):
+        raise MdeblurError(f"{path}: a float image with values outside [0, 1] (or as JPEG/BMP) loses its "
+                           "intensities in this format; write .tif")
     return data
 
 
@@ -309,11 +370,9 @@ def from_float(page: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _write_raster(path: Path, s: Series) -> None:
     cv2 = _cv2()
-    arr = _raster_array(path, s)
+    arr = _raster_array(path, s, check_values=False)
     ext = path.suffix.lower()
-    if ext in (".jpg", ".jpeg", ".bmp") and arr.dtype != np.uint8:
-        arr = from_float(to_float(arr).clip(0, 1), np.uint8)
-    elif ext == ".png" and arr.dtype not in (np.uint8, np.uint16):
+    if arr.dtype.kind == "f":  # a float image in [0, 1] (checked above) as 16-bit PNG; overshoot clipped
         arr = from_float(arr.clip(0, 1), np.uint16)
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
@@ -339,10 +398,15 @@ def _ome_metadata(s: Series) -> dict:
     for ch in pixels.get("Channel", []) if isinstance(pixels.get("Channel"), list) else [pixels.get("Channel", {})]:
         for key in ("ID", "SamplesPerPixel"):
             ch.pop(key, None)
-    size = s.meta.pixel_size()
+    size, z, t = s.meta.pixel_size(), s.meta.z_spacing(), s.meta.time_interval()
+    ome_unit = {"inch": "in", "micron": "µm", "microns": "µm", "um": "µm"}.get
     if "PhysicalSizeX" not in pixels and size is not None:  # a calibrated non-OME input
-        unit = {"inch": "in", "micron": "µm", "um": "µm"}.get(size[2], size[2])
+        unit = ome_unit(size[2], size[2])
         pixels.update(PhysicalSizeY=size[0], PhysicalSizeX=size[1], PhysicalSizeYUnit=unit, PhysicalSizeXUnit=unit)
+    if "PhysicalSizeZ" not in pixels and z is not None and z[1] in UNIT_CM:
+        pixels.update(PhysicalSizeZ=z[0], PhysicalSizeZUnit=ome_unit(z[1], z[1]))
+    if "TimeIncrement" not in pixels and t is not None:
+        pixels.update(TimeIncrement=t[0], TimeIncrementUnit=t[1])
     return {**image, "Pixels": pixels} if pixels else image
 
 
@@ -364,7 +428,11 @@ def _imagej_metadata(s: Series) -> dict:
 
 def _tiff_kwargs(s: Series) -> dict:
     kw: dict = {}
-    if s.meta.resolution is not None:
+    size = s.meta.pixel_size()
+    if (s.meta.resolution is None or (s.meta.resolution_unit or 1) == 1) and size and size[2] in UNIT_CM:
+        cm = UNIT_CM[size[2]]  # calibration from OME or an ImageJ header, as standard TIFF tags in cm
+        kw["resolution"], kw["resolutionunit"] = (1 / (size[1] * cm), 1 / (size[0] * cm)), 3
+    elif s.meta.resolution is not None:
         kw["resolution"] = s.meta.resolution
         kw["resolutionunit"] = s.meta.resolution_unit or 1
     ax = s.channel_axis
@@ -384,8 +452,7 @@ def _tiff_kwargs(s: Series) -> dict:
 def _write_tiff(path: Path, series: list[Series]) -> None:
     import tifffile
 
-    ome = is_ome_path(path)
-    imagej = not ome and len(series) == 1 and series[0].meta.microscopy and _imagej_ok(series[0])
+    ome, imagej = output_kind(path, series) == "ome", output_kind(path, series) == "imagej"
     big = sum(s.data.nbytes for s in series) > 2**32 - 2**25
     with tifffile.TiffWriter(path, bigtiff=big, ome=ome, imagej=imagej) as tif:
         for s in series:
@@ -397,7 +464,7 @@ def _write_tiff(path: Path, series: list[Series]) -> None:
             elif imagej:
                 metadata = {"axes": s.axes, **_imagej_metadata(s)}
                 size = s.meta.pixel_size()
-                if size is not None and "unit" not in s.meta.imagej:  # an OME input: calibration from OME
+                if size is not None:  # ImageJ: pixels per unit, the unit in its header
                     kw["resolution"], kw["resolutionunit"] = (1 / size[1], 1 / size[0]), 1
                 kw.pop("planarconfig", None)
                 kw["photometric"] = "rgb" if s.axes.endswith("S") else "minisblack"
@@ -407,6 +474,22 @@ def _write_tiff(path: Path, series: list[Series]) -> None:
 
 
 OME_AXES = set("SXYZCTAPRHEQ")  # what OME-TIFF (tifffile) can store
+
+
+def output_kind(path: Path, series: list[Series]) -> str:
+    """ome, imagej (an ImageJ hyperstack, for an OME or ImageJ input whose axes ImageJ holds), tiff or raster."""
+    path = Path(path)
+    if path.suffix.lower() in RASTER_EXT:
+        return "raster"
+    if is_ome_path(path):
+        return "ome"
+    return "imagej" if len(series) == 1 and series[0].meta.microscopy and _imagej_ok(series[0]) else "tiff"
+
+
+def lost_metadata(path: Path, series: list[Series]) -> dict[str, str]:
+    """The input's calibration items that the output `path` cannot keep (see KEEPS)."""
+    keeps = KEEPS[output_kind(path, series)]
+    return {k: v for s in series for k, v in s.meta.calibration().items() if k not in keeps}
 
 
 def check_writable(path: Path, series: list[Series]) -> None:

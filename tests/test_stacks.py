@@ -269,3 +269,121 @@ def test_planar_rgb_stays_planar_rgb(tmp_path, tiny_model):
     restore_file(src, tmp_path / "q.tif", tiny_model)
     with tifffile.TiffFile(tmp_path / "q.tif") as tif:
         assert tif.series[0].axes == "SYX" and tif.series[0].shape == (3, 40, 40) and tif.pages[0].photometric == 2
+
+
+def test_formats_that_would_lose_intensities_are_refused_before_work(tmp_path, tiny_weights):
+    counts = (_fluo((20, 20)).astype(np.float32) + 0.5)  # float counts, far outside [0, 1]
+    tifffile.imwrite(tmp_path / "f.tif", counts)
+    tifffile.imwrite(tmp_path / "u.tif", _fluo((20, 20)))
+    four = np.moveaxis(_fluo((4, 20, 20)), 0, -1)  # four fluorescence channels, no alpha tag
+    tifffile.imwrite(tmp_path / "four.tif", four, photometric="minisblack", planarconfig="contig")
+    for src, dst, why in (("f.tif", "f.png", "float"), ("u.tif", "u.jpg", "8 bits"), ("u.tif", "u.bmp", "8 bits"),
+                          ("four.tif", "four.png", "no alpha tag")):
+        res = _restore([tmp_path / src, "-o", tmp_path / dst], tiny_weights)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and dst in lines[0] and why in lines[0], res.output
+        assert not (tmp_path / dst).exists()
+    unit = np.clip(counts / counts.max(), 0, 1).astype(np.float32)  # a float image in [0, 1] may be a PNG
+    tifffile.imwrite(tmp_path / "g.tif", unit)
+    assert _restore([tmp_path / "g.tif", "-o", tmp_path / "g.png"], tiny_weights).exit_code == 0
+
+
+def test_write_errors_are_one_line_per_file_and_the_batch_goes_on(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b"):
+        write_image(src / f"{name}.png", np.rint(smooth_image(16, 16) * 255).astype(np.uint8))
+    blocker = tmp_path / "out"
+    blocker.mkdir()
+    (blocker / "a_x2.png").mkdir()  # a folder where a's output should go: the write fails
+    res = _restore([src, "--out-dir", blocker, "--overwrite"], tiny_weights)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "a_x2.png" in res.output and "cannot write" in res.output and (blocker / "b_x2.png").is_file()
+    res = _restore([src / "a.png", "--out-dir", src / "a.png"], tiny_weights)  # --out-dir is a file
+    assert res.exit_code == 2 and "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_metadata_crosses_formats_and_what_cannot_is_warned(tmp_path, tiny_model, tiny_weights):
+    src = tmp_path / "h.tif"
+    tifffile.imwrite(src, _fluo((2, 3, 16, 16)), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "TZYX", "spacing": 0.7, "unit": "micron", "finterval": 5.0})
+    restore_file(src, tmp_path / "h.ome.tif", tiny_model)  # ImageJ -> OME: spacing and interval carried over
+    with tifffile.TiffFile(tmp_path / "h.ome.tif") as tif:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+    assert pixels["PhysicalSizeX"] == pytest.approx(0.25) and pixels["PhysicalSizeZ"] == pytest.approx(0.7)
+    assert pixels["TimeIncrement"] == pytest.approx(5.0)
+    ome = tmp_path / "c.ome.tif"
+    tifffile.imwrite(ome, _fluo((2, 3, 16, 16)), ome=True, photometric="minisblack", metadata={
+        "axes": "CZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "Channel": {"Name": ["a", "b"]}})
+    res = restore_file(ome, tmp_path / "c.tif", tiny_model)  # C before Z: not an ImageJ order, a plain TIFF
+    assert res.lost == {"channel names": "a, b"}
+    assert read_series(tmp_path / "c.tif")[0].meta.pixel_size() == pytest.approx((5e-6, 5e-6, "cm"))
+    cli = _restore([ome, "-o", tmp_path / "d.tif"], tiny_weights)
+    assert cli.exit_code == 0 and "warning" in cli.output and "channel names a, b" in cli.output
+
+
+def test_option_and_api_checks(tmp_path, tiny_model, tiny_weights):
+    write_image(tmp_path / "a.png", np.rint(smooth_image(16, 16) * 255).astype(np.uint8))
+    for args, why in ((["--tile", "0"], "--tile"), (["--axes", ""], "--axes"),
+                      (["--suffix", "/../../e"], "--suffix"), (["--channels", "rgb", "--axes", "YX"], "a.png")):
+        res = _restore([tmp_path / "a.png", "--out-dir", tmp_path / "o", *args], tiny_weights)
+        assert res.exit_code == 2 and why in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "o").exists() and not (tmp_path.parent / "e.png").exists()
+    for bad in (np.zeros((16, 16), np.int16), np.zeros((16, 16), bool)):
+        with pytest.raises(MdeblurError, match="restore_array"):
+            restore_array(bad, tiny_model)
+    with pytest.raises(ValueError, match="axes="):
+        restore_array(np.zeros((5, 16, 16), np.uint16), tiny_model)  # a Z stack needs its axes named
+    tifffile.imwrite(tmp_path / "mask.tif", np.zeros((16, 16), bool))
+    assert _restore([tmp_path / "mask.tif", "-o", tmp_path / "m.tif"], tiny_weights).exit_code == 2
+
+
+def test_auto_follows_what_the_file_declares(tmp_path, tiny_model):
+    planes = np.rint(smooth_image(16, 16) * 255).astype(np.uint8)
+    planes[..., 1] = 0
+    tifffile.imwrite(tmp_path / "gray3.tif", planes, photometric="minisblack", planarconfig="contig")
+    res = restore_file(tmp_path / "gray3.tif", tmp_path / "o.tif", tiny_model)
+    assert res.modes == ["independent"] and (tifffile.imread(tmp_path / "o.tif")[..., 1] == 0).all()
+    tifffile.imwrite(tmp_path / "rgb.tif", planes, photometric="rgb")
+    assert restore_file(tmp_path / "rgb.tif", tmp_path / "p.tif", tiny_model).modes == ["rgb"]
+
+
+
+
+def _gray_alpha_png(path, gray, alpha):
+    """A gray+alpha PNG (colour type 4), which OpenCV cannot write, made by hand."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = gray.shape
+    rows = b"".join(b"\0" + np.stack([gray[y], alpha[y]], -1).astype(np.uint8).tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 4, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_gray_alpha_png_stays_gray(tmp_path, tiny_weights):
+    gray = np.rint(smooth_image(16, 16, c=1)[..., 0] * 255).astype(np.uint8)
+    alpha = np.full((16, 16), 255, np.uint8)
+    alpha[:8] = 0
+    _gray_alpha_png(tmp_path / "la.png", gray, alpha)
+    s = read_series(tmp_path / "la.png")[0]
+    assert s.axes == "YXS" and s.data.shape == (16, 16, 2) and s.meta.alpha
+    res = _restore([tmp_path / "la.png", "-o", tmp_path / "o.png"], tiny_weights)
+    assert res.exit_code == 0, res.output
+    out = read_series(tmp_path / "o.png")[0].data  # written as RGBA with equal colour channels: no tint
+    assert out.shape == (32, 32, 4) and (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    assert (out[:14, :, 3] == 0).all() and (out[18:, :, 3] == 255).all()
+
+
+def test_out_dir_inside_a_scanned_input_folder_is_left_out(tmp_path, tiny_weights):
+    src = tmp_path / "tree"
+    (src / "a").mkdir(parents=True)
+    write_image(src / "a" / "img.png", np.rint(smooth_image(16, 16) * 255).astype(np.uint8))
+    out = src / "restored"
+    assert _restore([src, "--recursive", "--out-dir", out], tiny_weights).exit_code == 0
+    res = _restore([src, "--recursive", "--out-dir", out, "--skip-existing"], tiny_weights)
+    assert res.exit_code == 0 and "skipping 1" in res.output, res.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a/img_x2.png"]
