@@ -15,7 +15,7 @@ from torch import nn
 from .device import resolve_device, resolve_precision
 from .distributed import env_info
 from .errors import MdeblurError
-from .io import IMAGE_EXT, atomic_write, list_images
+from .io import atomic_write, is_image, list_images
 from .models import SelfEnsemble
 from .normalize import MODES, Normalization
 from .restore import CHANNEL_MODES, MIN_TILE, choose_channels, model_percentiles, restore_stack
@@ -66,16 +66,18 @@ def expand_inputs(inputs: list[str], recursive: bool, exclude: Path | None = Non
     files: list[tuple[Path, Path]] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        if is_image(p):  # a file, or an OME-Zarr folder
+            files.append((p, Path(p.name)))
+        elif p.is_dir():
             found = [f for f in list_images(p, recursive) if not _inside(f, exclude)]
             if not found:
                 raise MdeblurError(f"{p}: no images in folder")
             files += [(f, f.relative_to(p)) for f in found]
         elif p.exists():
-            files.append((p, Path(p.name)))
+            files.append((p, Path(p.name)))  # read_series says what is wrong with it
         elif any(ch in item for ch in "*?["):
             found = sorted(Path(f) for f in glob.glob(item, recursive=recursive)
-                           if Path(f).suffix.lower() in IMAGE_EXT and not _inside(Path(f), exclude))
+                           if is_image(Path(f)) and not _inside(Path(f), exclude))
             if not found:
                 raise MdeblurError(f"{item}: no images match")
             files += [(f, Path(f.name)) for f in found]

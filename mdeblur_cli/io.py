@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MdeblurError
-from .stacks import STACK_EXT, WRITE_EXT, Meta, Series, from_float, read_series, to_float, write_series
+from .stacks import (
+    STACK_EXT,
+    WRITE_EXT,
+    Meta,
+    Series,
+    from_float,
+    is_zarr,
+    read_series,
+    split_name,
+    to_float,
+    write_series,
+)
 
 __all__ = ["IMAGE_EXT", "Image", "atomic_write", "from_float", "list_images", "read_image", "to_float",
            "write_image"]
@@ -53,20 +65,34 @@ def read_image(path: str | Path) -> Image:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`; no partial files."""
+    """Call `write(tmp)` on a temporary file (or folder, for OME-Zarr) beside `path`, then rename it over `path`;
+    no partial outputs, whatever fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith((".ome.tif", ".ome.tiff")) else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=path.parent)
-    os.close(fd)
+    suffix = split_name(path)[1]  # the temporary name keeps the format's extension (.ome.tif as one)
+    folder = is_zarr(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    if folder:
+        tmp = tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=suffix, dir=path.parent)
+        os.chmod(tmp, 0o777 & ~umask)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=path.parent)
+        os.close(fd)
+    old = None
     try:
         write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        if not folder:
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        elif path.exists():  # a folder cannot be renamed over another: move the old one aside first
+            old = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=path.parent)
+            os.replace(path, Path(old) / "old")
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for leftover in (tmp, old):
+            if leftover and os.path.isdir(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover and os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 def write_image(path: str | Path, pages: list[np.ndarray] | np.ndarray) -> None:
@@ -82,8 +108,15 @@ def write_image(path: str | Path, pages: list[np.ndarray] | np.ndarray) -> None:
     atomic_write(path, lambda tmp: write_series(tmp, series))
 
 
+def is_image(p: Path) -> bool:
+    """An image file, or an OME-Zarr folder; mdeblur's own temporary files are not."""
+    if p.name.startswith(TEMP_PREFIX) or p.suffix.lower() not in IMAGE_EXT:
+        return False
+    return p.is_dir() if is_zarr(p) else p.is_file()
+
+
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:
-    """Image files in a folder, sorted; mdeblur's own temporary files left out."""
+    """Image files (and OME-Zarr folders) in a folder, sorted; nothing inside an OME-Zarr folder."""
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern)
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXT and not p.name.startswith(TEMP_PREFIX))
+                  if is_image(p) and not any(is_zarr(q) for q in p.relative_to(folder).parents if q != Path(".")))

@@ -16,11 +16,12 @@ import numpy as np
 
 from .errors import MdeblurError
 
-OME_SUFFIXES = (".ome.tif", ".ome.tiff")
+OME_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.zarr")
 TIFF_EXT = {".tif", ".tiff"}
 RASTER_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
 BIO_EXT = {".czi", ".nd2", ".lif"}  # vendor formats, read through bioio (the `bio` extra); written as OME-TIFF
-WRITE_EXT = TIFF_EXT | RASTER_EXT
+ZARR_EXT = {".zarr"}  # OME-Zarr (NGFF 0.4) folders, through zarr (the `zarr` extra)
+WRITE_EXT = TIFF_EXT | RASTER_EXT | ZARR_EXT
 STACK_EXT = WRITE_EXT | BIO_EXT
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 IMAGEJ_ORDER = "TZCYXS"
@@ -36,6 +37,7 @@ UNIT_CM = {"µm": 1e-4, "um": 1e-4, "micron": 1e-4, "microns": 1e-4, "nm": 1e-7,
            "inch": 2.54, "in": 2.54}
 # What each output kind keeps of an input's calibration (see Meta.calibration).
 KEEPS = {"ome": {"pixel size", "Z spacing", "time interval", "channel names"},
+         "zarr": {"pixel size", "Z spacing", "time interval", "channel names"},
          "imagej": {"pixel size", "Z spacing", "time interval"}, "tiff": {"pixel size"}, "raster": set()}
 
 
@@ -50,6 +52,7 @@ class Meta:
     resolution_unit: int | None = None  # TIFF ResolutionUnit: 1 none, 2 inch, 3 cm, 4 mm, 5 µm
     imagej: dict = field(default_factory=dict)  # ImageJ header entries (IMAGEJ_KEEP)
     ome: dict = field(default_factory=dict)  # the OME Image element, as tifffile.xml2dict gives it
+    omero: dict = field(default_factory=dict)  # an OME-Zarr input's display metadata (channels, colours, windows)
 
     @property
     def microscopy(self) -> bool:
@@ -278,17 +281,108 @@ def _read_bio(path: Path) -> list[Series]:
     return out
 
 
+NGFF_UNITS = {"µm": "micrometer", "um": "micrometer", "micron": "micrometer", "microns": "micrometer",
+              "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter", "in": "inch", "inch": "inch",
+              "s": "second", "ms": "millisecond", "min": "minute", "h": "hour"}
+NGFF_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+
+
+def _zarr(path: Path):
+    try:
+        import zarr
+    except ImportError:
+        raise MdeblurError(f"{path}: OME-Zarr needs the zarr extra: pip install 'mdeblur[zarr]'") from None
+    return zarr
+
+
+def _read_zarr(path: Path) -> list[Series]:
+    """An OME-Zarr image (NGFF 0.4 or 0.5): level 0 of its first multiscale, axes, scale and channel labels."""
+    zarr = _zarr(path)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+        attrs = attrs.get("ome", attrs)  # NGFF 0.5 nests its metadata under "ome"
+        if not attrs.get("multiscales"):
+            raise MdeblurError(f"{path}: not an OME-Zarr image (no multiscales metadata)")
+        ms = attrs["multiscales"][0]
+        names = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
+        ds = ms["datasets"][0]
+        data = np.asarray(group[ds["path"]][...])
+    except MdeblurError:
+        raise
+    except Exception as exc:  # zarr raises many types for broken stores
+        raise MdeblurError(f"{path}: not a readable OME-Zarr ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    axes = "".join(n.upper() for n in names)
+    scale = next((t["scale"] for t in ds.get("coordinateTransformations", []) if t.get("type") == "scale"), None)
+    units = {a["name"].upper(): a.get("unit") for a in ms["axes"] if isinstance(a, dict)}
+    back = {v: k for k, v in NGFF_UNITS.items() if k not in ("um", "micron", "microns", "in")}
+    pixels: dict = {}
+    for letter in "XYZ":
+        if scale and letter in axes:
+            pixels[f"PhysicalSize{letter}"] = float(scale[axes.index(letter)])
+            pixels[f"PhysicalSize{letter}Unit"] = back.get(units.get(letter), "µm")
+    if scale and "T" in axes:
+        pixels.update(TimeIncrement=float(scale[axes.index("T")]), TimeIncrementUnit=back.get(units.get("T"), "s"))
+    omero = attrs.get("omero", {})
+    labels = [c.get("label") for c in omero.get("channels", [])]
+    if "C" in axes and labels and all(labels):
+        pixels["Channel"] = [{"Name": str(n)} for n in labels]
+    meta = Meta(kind="ome", ome={"Name": str(ms.get("name", path.name)), "Pixels": pixels}, omero=omero)
+    return [Series(check_dtype(path, data), axes, meta)]
+
+
+def _ngff_ok(s: Series) -> bool:
+    order = [i for i in "TCZYX" if i in s.axes]
+    return "".join(order) == s.axes
+
+
+def _write_zarr(path: Path, series: list[Series]) -> None:
+    """One series as OME-Zarr (NGFF 0.4, zarr format 2, one resolution level), chunked by plane."""
+    zarr = _zarr(path)
+    s = series[0]
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    chunks = tuple(min(n, 1024) if a in "YX" else 1 for a, n in zip(s.axes, s.data.shape, strict=True))
+    array = group.create_array("0", shape=s.data.shape, dtype=s.data.dtype, chunks=chunks)
+    array[...] = s.data
+    size, z, t = s.meta.pixel_size(), s.meta.z_spacing(), s.meta.time_interval()
+    known = {"Y": (size[0], size[2]) if size else None, "X": (size[1], size[2]) if size else None, "Z": z, "T": t}
+    axes, scale = [], []
+    for a in s.axes:
+        entry = {"name": a.lower(), "type": NGFF_TYPES[a]}
+        if known.get(a) and known[a][1] in NGFF_UNITS:
+            entry["unit"] = NGFF_UNITS[known[a][1]]
+        axes.append(entry)
+        scale.append(float(known[a][0]) if known.get(a) else 1.0)
+    group.attrs["multiscales"] = [{"version": "0.4", "name": str(s.meta.ome.get("Name", path.stem)), "axes": axes,
+                                   "datasets": [{"path": "0", "coordinateTransformations": [
+                                       {"type": "scale", "scale": scale}]}]}]
+    omero = copy.deepcopy(s.meta.omero)
+    names = s.meta.channel_names()
+    if not omero and names:
+        omero = {"channels": [{"label": n, "active": True} for n in names]}
+    if omero:
+        group.attrs["omero"] = omero
+
+
+def is_zarr(path: Path) -> bool:
+    return Path(path).suffix.lower() in ZARR_EXT
+
+
 def read_series(path: str | Path, axes: str | None = None) -> list[Series]:
     """Every series of an image file, with axes (or `axes` given by the user) and metadata."""
     path = Path(path)
-    if not path.is_file():
-        raise MdeblurError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise MdeblurError(f"{path}: empty file")
     ext = path.suffix.lower()
-    if ext not in STACK_EXT:
-        raise MdeblurError(f"{path}: unsupported file type {ext or '(none)'} (use {', '.join(sorted(STACK_EXT))})")
-    series = _read_tiff(path) if ext in TIFF_EXT else _read_bio(path) if ext in BIO_EXT else _read_raster(path)
+    if ext in ZARR_EXT and path.is_dir():
+        series = _read_zarr(path)
+    else:
+        if not path.is_file():
+            raise MdeblurError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise MdeblurError(f"{path}: empty file")
+        if ext not in STACK_EXT - ZARR_EXT:
+            raise MdeblurError(f"{path}: unsupported file type {ext or '(none)'} "
+                               f"(use {', '.join(sorted(STACK_EXT))})")
+        series = _read_tiff(path) if ext in TIFF_EXT else _read_bio(path) if ext in BIO_EXT else _read_raster(path)
     for s in series:
         s.axes = check_axes(axes or s.axes, s.data.shape, str(path) + (" (--axes)" if axes else ""))
         if s.meta.alpha and (s.channel_axis is None or s.channels < 2):
@@ -481,6 +575,8 @@ def output_kind(path: Path, series: list[Series]) -> str:
     path = Path(path)
     if path.suffix.lower() in RASTER_EXT:
         return "raster"
+    if is_zarr(path):
+        return "zarr"
     if is_ome_path(path):
         return "ome"
     return "imagej" if len(series) == 1 and series[0].meta.microscopy and _imagej_ok(series[0]) else "tiff"
@@ -500,6 +596,12 @@ def check_writable(path: Path, series: list[Series]) -> None:
         if len(series) != 1:
             raise MdeblurError(f"{path}: {len(series)} images need a TIFF output (.tif or .ome.tif)")
         _raster_array(path, series[0])
+    elif is_zarr(path):
+        _zarr(path)  # the extra is there, before any work
+        if len(series) != 1 or not _ngff_ok(series[0]):
+            what = f"{len(series)} images" if len(series) != 1 else f"axes {series[0].axes}"
+            raise MdeblurError(f"{path}: OME-Zarr (NGFF 0.4) holds one image with axes in the order TCZYX, not {what}; "
+                               "write .ome.tif")
     elif is_ome_path(path):
         for s in series:
             bad = sorted(set(s.axes) - OME_AXES)
@@ -515,6 +617,9 @@ def write_series(path: str | Path, series: list[Series]) -> None:
     """
     path = Path(path)
     ext = path.suffix.lower()
+    if ext in ZARR_EXT:
+        _write_zarr(path, series)
+        return
     if ext in TIFF_EXT:
         try:
             _write_tiff(path, series)

@@ -387,3 +387,41 @@ def test_out_dir_inside_a_scanned_input_folder_is_left_out(tmp_path, tiny_weight
     res = _restore([src, "--recursive", "--out-dir", out, "--skip-existing"], tiny_weights)
     assert res.exit_code == 0 and "skipping 1" in res.output, res.output
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a/img_x2.png"]
+
+
+def test_ome_zarr_in_and_out(tmp_path, tiny_weights):
+    zarr = pytest.importorskip("zarr")
+    src = tmp_path / "plate.ome.zarr"
+    group = zarr.open_group(str(src), mode="w", zarr_format=2)
+    group.create_array("0", shape=(2, 3, 20, 24), dtype="uint16", chunks=(1, 1, 20, 24))[...] = _fluo((2, 3, 20, 24))
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": [
+        {"name": "c", "type": "channel"}, {"name": "z", "type": "space", "unit": "micrometer"},
+        {"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"}],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 2.0, 0.65, 0.65]}]}]}]
+    group.attrs["omero"] = {"channels": [{"label": "DAPI", "color": "0000FF"}, {"label": "GFP", "color": "00FF00"}]}
+    res = _restore([tmp_path, "--out-dir", tmp_path / "out"], tiny_weights)  # found in the folder, as one image
+    assert res.exit_code == 0, res.output
+    out = zarr.open_group(str(tmp_path / "out" / "plate_x2.ome.zarr"), mode="r")
+    ms = dict(out.attrs)["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"] and out["0"].shape == (2, 3, 40, 48)
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == pytest.approx([1, 2.0, 0.325, 0.325])
+    assert [c["label"] for c in dict(out.attrs)["omero"]["channels"]] == ["DAPI", "GFP"]
+    tif = tmp_path / "plate_x2.ome.tif"  # and across: OME-Zarr to OME-TIFF
+    assert _restore([src, "-o", tif], tiny_weights).exit_code == 0
+    assert read_series(tif)[0].meta.calibration() == {"pixel size": "0.325 µm", "Z spacing": "2 µm",
+                                                      "channel names": "DAPI, GFP"}
+    again = _restore([src, "-o", tmp_path / "out" / "plate_x2.ome.zarr", "--overwrite"], tiny_weights)
+    assert again.exit_code == 0 and not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".mdeblur")]
+    rgb = tmp_path / "rgb.png"
+    write_image(rgb, np.rint(smooth_image(16, 16) * 255).astype(np.uint8))
+    bad = _restore([rgb, "-o", tmp_path / "rgb.ome.zarr"], tiny_weights)
+    assert bad.exit_code == 2 and "TCZYX" in bad.output and not (tmp_path / "rgb.ome.zarr").exists()
+
+
+def test_ome_zarr_without_the_extra_names_it(tmp_path, tiny_weights, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    (tmp_path / "a.ome.zarr").mkdir()
+    res = _restore([tmp_path / "a.ome.zarr", "-o", tmp_path / "b.tif"], tiny_weights)
+    assert res.exit_code == 2 and "mdeblur[zarr]" in res.output and "a.ome.zarr" in res.output and len(res.output.strip().splitlines()) == 1
