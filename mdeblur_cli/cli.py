@@ -382,6 +382,8 @@ def simulate(
                               (float(lo), float(hi or lo)), None if noise == "none" else float(noise), read_noise)
     except ValueError:
         fail(MdeblurError(f"bad optics option (objective '{objective_lr}'/'{objective_hr}', defocus '{defocus}', noise '{noise}')"))
+    except MdeblurError as exc:
+        fail(exc)
     if explain:
         from .simulate import explain as explain_lines
 
@@ -390,24 +392,38 @@ def simulate(
         return
     if source is None or out_dir is None:
         fail(MdeblurError("simulate needs SOURCE and OUT_DIR (or --explain)"))
+    import functools
+
+    from rich.markup import escape
+
     from .datasets import TRAIN_SEED_LIMIT, as_rgb
     from .io import list_images, read_image, to_float
     from .specimens import SPECIMENS
 
     try:
+        inputs: tuple = ()
         if source in SPECIMENS:
-            if seed * count >= TRAIN_SEED_LIMIT:
-                raise MdeblurError(f"--seed {seed}: procedural training seeds must stay below {TRAIN_SEED_LIMIT}")
-            items = ((f"{source}_{seed * count + i:06d}", SPECIMENS[source](size, seed * count + i)) for i in range(count))
+            if count < 1 or size < 64:
+                raise MdeblurError(f"--count {count} --size {size}: need at least 1 specimen of at least 64 px")
+            if seed < 0 or seed * count >= TRAIN_SEED_LIMIT:
+                raise MdeblurError(f"--seed {seed}: procedural training seeds must lie in 0..{TRAIN_SEED_LIMIT // count - 1}")
+            items = ((f"{source}_{seed * count + i:06d}", functools.partial(SPECIMENS[source], size, seed * count + i))
+                     for i in range(count))
         else:
             files = list_images(Path(source), recursive=True) if Path(source).is_dir() else []
             if not files:
                 raise MdeblurError(f"{source}: not a folder of images nor one of {', '.join(SPECIMENS)}")
-            items = ((f.stem, as_rgb(to_float(read_image(f).pages[0]))) for f in files)
-        records = write_pairs(items, out_dir, spec, seed, overwrite)
+            inputs = (Path(source),)
+            items = ((f.stem, functools.partial(lambda f: as_rgb(to_float(read_image(f).pages[0])), f)) for f in files)
+        records, errors = write_pairs(items, out_dir, spec, seed, overwrite, inputs)
     except MdeblurError as exc:
         fail(exc)
-    console.print(f"wrote {len(records)} pairs to {out_dir} (lr/, hr/, meta/)")
+    for err in errors:
+        console.print(f"[red]error:[/red] {escape(err)} (skipped)", highlight=False, soft_wrap=True)
+    console.print(f"wrote {len(records)} pairs to {out_dir} (lr/, hr/, meta/)", highlight=False, markup=False,
+                  soft_wrap=True)
+    if errors:
+        raise typer.Exit(2)
 
 
 pairs_app = typer.Typer(help="Build training pairs from real x5/x10 images.", no_args_is_help=True)
@@ -420,22 +436,29 @@ def pairs_align(
     hr_dir: Annotated[Path, typer.Argument(help="High-res (x10) images of the same fields, same file stems.")],
     out_dir: Annotated[Path, typer.Argument(help="Output: lr/, hr/ and align.json.")],
     scale: Annotated[int, typer.Option(help="Magnification ratio.")] = 2,
+    overwrite: Annotated[bool, typer.Option(help="Replace earlier outputs in OUT (the inputs are never written).")] = False,
 ) -> None:
     """Register x5/x10 pairs (scale, shift, small rotation), crop to the common field, normalise exposure."""
+    from rich.markup import escape
+
     from .pairs import align_folder
 
     try:
-        report = align_folder(lr_dir, hr_dir, out_dir, scale)
+        report = align_folder(lr_dir, hr_dir, out_dir, scale, overwrite)
     except MdeblurError as exc:
         fail(exc)
     for r in report:
         if r["status"] == "aligned":
-            console.print(f"{r['stem']}: aligned, rotation {r['rotation_deg']:.2f} deg, shift "
+            console.print(f"{escape(r['stem'])}: aligned, rotation {r['rotation_deg']:.2f} deg, shift "
                           f"({r['translation_lr_px'][0]:.2f}, {r['translation_lr_px'][1]:.2f}) LR px, "
                           f"correlation {r['correlation']:.3f}, residual RMS {r['residual_rms']:.4f}", highlight=False)
         else:
-            console.print(f"[yellow]{r['stem']}: rejected[/yellow] ({r['reason']})", highlight=False)
+            colour = "red" if r["status"] == "error" else "yellow"
+            console.print(f"[{colour}]{escape(r['stem'])}: {r['status']}[/{colour}] ({escape(r['reason'])})",
+                          highlight=False, soft_wrap=True)
     n = sum(r["status"] == "aligned" for r in report)
-    console.print(f"{n} of {len(report)} pairs aligned into {out_dir}; report in {out_dir / 'align.json'}")
-    if n == 0:
+    errors = sum(r["status"] == "error" for r in report)
+    console.print(f"{n} of {len(report)} pairs aligned into {out_dir}; report in {out_dir / 'align.json'}"
+                  + (f"; {errors} unreadable" if errors else ""), highlight=False, markup=False, soft_wrap=True)
+    if n == 0 or errors:
         raise typer.Exit(2)

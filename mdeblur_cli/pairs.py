@@ -13,6 +13,7 @@ import numpy as np
 from .datasets import as_rgb
 from .errors import MdeblurError
 from .io import from_float, list_images, read_image, to_float, write_image
+from .paths import check_output_folder
 
 MIN_CORRELATION = 0.6  # ECC correlation below this: the pair is rejected
 MIN_OVERLAP = 0.5  # common field below this share of the LR image: rejected
@@ -99,13 +100,24 @@ def apply_alignment(lr: np.ndarray, hr: np.ndarray, al: Alignment, scale: int = 
     return np.clip(lr_c * gain, 0, 1).astype(np.float32), hr_c
 
 
-def align_folder(lr_dir: Path, hr_dir: Path, out_dir: Path, scale: int = 2) -> list[dict]:
-    """Register every pair with matching stems; write aligned lr/ and hr/ and a report (align.json)."""
+def align_folder(lr_dir: Path, hr_dir: Path, out_dir: Path, scale: int = 2, overwrite: bool = False) -> list[dict]:
+    """Register every pair with matching stems; write aligned lr/ and hr/ and a report (align.json).
+
+    Each entry's status is aligned, rejected (registration not trusted) or error (unreadable file).
+    """
+    for d in (lr_dir, hr_dir):
+        if not d.is_dir():
+            raise MdeblurError(f"{d}: no such folder")
+    if scale < 2:
+        raise MdeblurError(f"--scale {scale}: use 2 or more (the magnification ratio)")
     lrs = {p.stem: p for p in list_images(lr_dir)}
     hrs = {p.stem: p for p in list_images(hr_dir)}
     common = sorted(lrs.keys() & hrs.keys())
     if not common:
         raise MdeblurError(f"{lr_dir}, {hr_dir}: no matching file stems")
+    written = [out_dir / "lr", out_dir / "hr", out_dir / "align.json"]
+    existing = [out_dir / sub / f"{stem}.png" for stem in common for sub in ("lr", "hr")] + [out_dir / "align.json"]
+    check_output_folder(out_dir, written, [lr_dir, hr_dir], overwrite, existing, "OUT")
     report = []
     for stem in common:
         entry: dict = {"stem": stem}
@@ -123,7 +135,8 @@ def align_folder(lr_dir: Path, hr_dir: Path, out_dir: Path, scale: int = 2) -> l
             write_image(out_dir / "hr" / f"{stem}.png", from_float(hr_c, np.uint16))
             entry["status"] = "aligned"
         except MdeblurError as exc:
-            entry.update(status="rejected", reason=str(exc))
+            unreadable = str(exc).startswith((str(lrs[stem]), str(hrs[stem])))
+            entry.update(status="error" if unreadable else "rejected", reason=str(exc))
         report.append(entry)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "align.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .degrade import poisson_gaussian_noise
+from .errors import MdeblurError
 
 RGB_WAVELENGTHS_UM = (0.61, 0.54, 0.47)
 
@@ -23,6 +24,15 @@ class Objective:
     na: float
     camera_pixel_um: float = 6.5
     immersion_n: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.magnification) and self.magnification > 0):
+            raise MdeblurError(f"objective magnification {self.magnification:g}: must be positive")
+        if not (0 < self.na < self.immersion_n):
+            raise MdeblurError(f"objective NA {self.na:g}: must lie between 0 and the immersion index "
+                               f"{self.immersion_n:g} (a dry objective reaches at most about 0.95)")
+        if not (math.isfinite(self.camera_pixel_um) and self.camera_pixel_um > 0):
+            raise MdeblurError(f"--camera-pixel {self.camera_pixel_um:g}: must be a positive size in um")
 
     @property
     def pixel_um(self) -> float:
@@ -123,6 +133,19 @@ class SimulationSpec:
     peak: float | None = 1000.0  # photons at white; None: noise-free
     read_sigma: float = 0.005
 
+    def __post_init__(self) -> None:
+        lo, hi = self.defocus_um
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
+            raise MdeblurError(f"--defocus {lo:g}:{hi:g}: need 0 <= LO <= HI (um)")
+        if self.peak is not None and not (math.isfinite(self.peak) and self.peak > 0):
+            raise MdeblurError(f"--noise {self.peak:g}: photons at white must be positive (or 'none')")
+        if not (math.isfinite(self.read_sigma) and self.read_sigma >= 0):
+            raise MdeblurError(f"--read-noise {self.read_sigma:g}: must be 0 or more")
+        ratio = self.objective_hr.magnification / self.objective_lr.magnification
+        if ratio < 1.5 or abs(ratio - round(ratio)) > 1e-6:
+            raise MdeblurError(f"objectives x{self.objective_lr.magnification:g} and x{self.objective_hr.magnification:g}:"
+                               " the high-res magnification must be a whole multiple (2 or more) of the low-res one")
+
     @property
     def scale(self) -> int:
         return round(self.objective_hr.magnification / self.objective_lr.magnification)
@@ -162,20 +185,28 @@ def lr_psf(meta: dict) -> torch.Tensor:
 
 
 def write_pairs(
-    specimens, out_dir, spec: SimulationSpec, seed: int = 0, overwrite: bool = False
-) -> list[dict]:
-    """Write a paired dataset (lr/, hr/ as 16-bit PNG, meta/ as JSON) from (stem, (H, W, 3) float) specimens."""
+    specimens, out_dir, spec: SimulationSpec, seed: int = 0, overwrite: bool = False, inputs: tuple = ()
+) -> tuple[list[dict], list[str]]:
+    """Write a paired dataset (lr/, hr/ as 16-bit PNG, meta/ as JSON) from (stem, load) specimens, where
+    load() gives an (H, W, 3) float image. Returns (records, errors): a specimen that fails to load is named in
+    `errors` and skipped, and the others are written. `inputs` are folders the output must not touch.
+    """
     import json
     from pathlib import Path
 
-    from .errors import MdeblurError
     from .io import from_float, write_image
+    from .paths import check_output_folder
 
     out = Path(out_dir)
-    if (out / "lr").exists() and any((out / "lr").iterdir()) and not overwrite:
-        raise MdeblurError(f"{out}: already holds a dataset (use --overwrite)")
-    records = []
-    for i, (stem, img) in enumerate(specimens):
+    existing = sorted((out / "lr").iterdir()) if (out / "lr").is_dir() else []
+    check_output_folder(out, [out / "lr", out / "hr", out / "meta"], list(inputs), overwrite, existing[:1], "OUT_DIR")
+    records, errors = [], []
+    for i, (stem, load) in enumerate(specimens):
+        try:
+            img = load()
+        except MdeblurError as exc:
+            errors.append(str(exc))
+            continue
         g = torch.Generator().manual_seed(seed * 1_000_003 + i)
         lr, hr, meta = simulate_pair(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), spec, g)
         write_image(out / "lr" / f"{stem}.png", from_float(lr.permute(1, 2, 0).numpy(), np.uint16))
@@ -183,7 +214,7 @@ def write_pairs(
         (out / "meta").mkdir(parents=True, exist_ok=True)
         (out / "meta" / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
         records.append({"stem": stem, **meta})
-    return records
+    return records, errors
 
 
 def explain(spec: SimulationSpec) -> list[str]:

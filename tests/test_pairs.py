@@ -65,3 +65,45 @@ def test_no_matching_stems(tmp_path):
     (tmp_path / "hr").mkdir()
     with pytest.raises(MdeblurError, match="no matching"):
         align_folder(tmp_path / "lr", tmp_path / "hr", tmp_path / "out")
+
+
+def _pair_folders(root, corrupt=False):
+    lr, hr, _, _ = synthetic_pair()
+    for d in ("lr", "hr"):
+        (root / d).mkdir(parents=True)
+    write_image(root / "lr" / "good.png", (lr * 255).astype(np.uint8))
+    write_image(root / "hr" / "good.png", (hr * 255).astype(np.uint8))
+    if corrupt:
+        (root / "lr" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        write_image(root / "hr" / "bad.png", (hr * 255).astype(np.uint8))
+    return lr, hr
+
+
+def test_align_never_writes_over_its_inputs(tmp_path):
+    from typer.testing import CliRunner
+
+    from mdeblur_cli.cli import app
+
+    _pair_folders(tmp_path / "data")
+    before = {p: p.read_bytes() for p in (tmp_path / "data").rglob("*.png")}
+    for overwrite in ([], ["--overwrite"]):  # OUT holds lr/ and hr/: writing there would replace the originals
+        res = CliRunner().invoke(app, ["pairs", "align", str(tmp_path / "data" / "lr"), str(tmp_path / "data" / "hr"),
+                                       str(tmp_path / "data"), *overwrite])
+        assert res.exit_code == 2 and "input" in res.output
+    assert {p: p.read_bytes() for p in (tmp_path / "data").rglob("*.png")} == before
+    args = ["pairs", "align", str(tmp_path / "data" / "lr"), str(tmp_path / "data" / "hr"), str(tmp_path / "out")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    again = CliRunner().invoke(app, args)  # a re-run does not silently replace the first one
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_align_exits_2_when_an_input_is_unreadable(tmp_path):
+    from typer.testing import CliRunner
+
+    from mdeblur_cli.cli import app
+
+    _pair_folders(tmp_path, corrupt=True)
+    res = CliRunner().invoke(app, ["pairs", "align", str(tmp_path / "lr"), str(tmp_path / "hr"), str(tmp_path / "o")])
+    assert res.exit_code == 2 and "bad: error" in res.output and "1 unreadable" in res.output
+    assert (tmp_path / "o" / "lr" / "good.png").exists()
