@@ -19,19 +19,20 @@ def command(name: str) -> list[str]:
     cmd = ["mdeblur", "benchmark", "--dataset", name, "--markdown", f"docs/results_{name}.md",
            "--json", f"docs/results_{name}.json", "--figure", f"docs/figure_{name}.png",
            "--figure-images", "3" if name == "reserved" else "2"]
-    return cmd + (["--plot-params", "docs/params_reserved.png"] if name == "reserved" else [])
+    return cmd + (["--plot-params", "docs/params_reserved.png"] if name == "reserved" else []) + ["--overwrite"]
 
 
 def ensemble_command(name: str) -> list[str]:
     """The learned methods again with the x8 self-ensemble (rows named NAME+)."""
     return ["mdeblur", "benchmark", "--dataset", name, "--methods", "unet-sr,mdeblurgan", "--self-ensemble",
-            "--markdown", f"docs/results_{name}_self_ensemble.md", "--json", f"docs/results_{name}_self_ensemble.json"]
+            "--markdown", f"docs/results_{name}_self_ensemble.md", "--json", f"docs/results_{name}_self_ensemble.json",
+            "--overwrite"]
 
 
 def robustness_command(name: str = "reserved") -> list[str]:
     """Every method under float, 16-bit, 8-bit, JPEG q90, Poisson and dim 12-bit input: one table."""
     return ["mdeblur", "benchmark", "--dataset", name, "--robustness", "--markdown",
-            f"docs/results_robustness_{name}.md", "--json", f"docs/results_robustness_{name}.json"]
+            f"docs/results_robustness_{name}.md", "--json", f"docs/results_robustness_{name}.json", "--overwrite"]
 
 
 def splice(text: str, marker: str, body: str) -> str:

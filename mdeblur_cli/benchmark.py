@@ -199,10 +199,15 @@ def parse_psf(spec: str) -> torch.Tensor:
 
     kind, _, value = spec.partition(":")
     try:
+        if kind in ("gaussian", "disk", "defocus"):
+            number = float(value)
+            if not (math.isfinite(number) and (number >= 0 if kind == "defocus" else number > 0)):
+                raise MdeblurError(f"--psf {spec}: the {'defocus' if kind == 'defocus' else 'size'} must be a "
+                                   f"{'non-negative' if kind == 'defocus' else 'positive'} number")
         if kind == "gaussian":
-            return gaussian_kernel(float(value))
+            return gaussian_kernel(number)
         if kind == "disk":
-            return disk_kernel(float(value))
+            return disk_kernel(number)
         if kind == "defocus":
             from .simulate import OBJ_X5, cached_rgb_psfs
 
@@ -216,14 +221,19 @@ def parse_psf(spec: str) -> torch.Tensor:
 
     path = Path(spec)
     if path.suffix == ".npy" and path.is_file():
-        arr = np.load(path).astype(np.float32)
+        try:
+            arr = np.load(path, allow_pickle=False)
+            arr = arr.astype(np.float32)
+        except (ValueError, TypeError, OSError, EOFError) as exc:
+            raise MdeblurError(f"--psf {spec}: not a numeric .npy array ({type(exc).__name__})") from None
     elif path.is_file():
         arr = to_float(read_image(path).pages[0])
         arr = arr.mean(2) if arr.ndim == 3 else arr
     else:
         raise MdeblurError(f"--psf {spec}: use gaussian:SIGMA, disk:RADIUS, defocus:DZ_UM, or a PSF image/.npy file")
-    if arr.ndim != 2 or arr.sum() <= 0:
-        raise MdeblurError(f"--psf {spec}: the PSF must be a 2-D array with a positive sum")
+    if arr.ndim != 2 or not np.isfinite(arr).all() or arr.min() < 0 or arr.sum() <= 0:
+        raise MdeblurError(f"--psf {spec}: the PSF must be a 2-D array of finite, non-negative values with a "
+                           "positive sum")
     return torch.from_numpy(arr / arr.sum())
 
 

@@ -60,7 +60,7 @@ def train(
     dataset: Annotated[str | None, typer.Argument(help="Folder of HR images, a paired folder with lr/ and hr/, or 'builtin'.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file; options given here override it.")] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the default config as TOML and exit.")] = False,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory from its state.pt.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory from its state.pt (with --iters N: extend it to N iterations).")] = None,
     compare: Annotated[list[Path] | None, typer.Option(help="Plot validation PSNR of these runs into --out/training_curve.png.")] = None,
     model: Annotated[str | None, typer.Option(help="mdeblurgan or unet-sr. [default: mdeblurgan]")] = None,
     preset: Annotated[str | None, typer.Option(help="Network size: small (CPU) or paper (GPU). [default: small]")] = None,
@@ -87,9 +87,10 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
     init: Annotated[str | None, typer.Option(help="Fine-tune: start from these weights (shipped name or path).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory for weights and logs. [default: runs/train]")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start afresh in an --out that already holds a run, replacing it.")] = False,
 ) -> None:
     """Train M-Deblurgan (or the U-Net + SR baseline) on your own images; resumable, multi-GPU with torchrun."""
-    from .train import TrainConfig, config_from_toml, config_to_toml, read_metrics
+    from .train import TrainConfig, check_run_folder, config_from_toml, config_to_toml, read_metrics
     from .train import train as run_training
 
     if print_config:
@@ -107,12 +108,13 @@ def train(
         if resume is not None:
             if not (resume / "config.toml").is_file():
                 raise MdeblurError(f"{resume}: not a run directory (no config.toml)")
-            cfg = config_from_toml(resume / "config.toml", {"out": str(resume), "device": device, "threads": threads})
+            cfg = config_from_toml(resume / "config.toml", {"out": str(resume), "device": device, "threads": threads,
+                                                            "iters": iters})
         else:
             if dataset is None:
                 raise MdeblurError("train needs DATASET (a folder, or 'builtin'), --resume RUN_DIR or --print-config")
             overrides = {
-                "data": None if dataset == "builtin" else dataset, "model": model, "preset": preset,
+                "data": None if dataset == "builtin" else str(Path(dataset).resolve()), "model": model, "preset": preset,
                 "use_oa": False if no_oa else None, "iters": iters, "batch_size": batch_size, "patch": patch,
                 "learning_rate": learning_rate, "ssim_weight": ssim_weight, "perceptual_weight": perceptual_weight,
                 "adversarial_weight": adversarial_weight, "adv_start": adv_start, "loss_balance": loss_balance,
@@ -130,16 +132,15 @@ def train(
 
                 train_src, _ = split_sources(load_sources(cfg.data, cfg.scale)[0], cfg.scale)
                 cfg.iters = epochs * iters_per_epoch(train_src, cfg)
-            if cfg.model not in ("mdeblurgan", "unet-sr"):
-                raise MdeblurError(f"--model {cfg.model}: use mdeblurgan or unet-sr")
-            if cfg.loss_balance not in ("fixed", "auto"):
-                raise MdeblurError(f"--loss-balance {cfg.loss_balance}: use fixed or auto")
+            if epochs is not None and epochs < 1:
+                raise MdeblurError(f"--epochs {epochs}: must be 1 or more")
+            check_run_folder(Path(cfg.out), cfg.data, overwrite)
         run_training(cfg, console=console, resume=resume is not None)
     except KeyboardInterrupt as exc:
         console.print(f"[yellow]interrupted:[/yellow] {exc}. Resume with: mdeblur train --resume {cfg.out}")
         raise typer.Exit(130) from None
-    except (MdeblurError, KeyError) as exc:
-        fail(MdeblurError(str(exc).strip("'\"")))
+    except MdeblurError as exc:
+        fail(exc)
 
 
 @app.command(epilog="Examples:\n\n  mdeblur restore in.tif -o out.png\n\n  mdeblur restore cells.ome.tif --out-dir restored/          # -> restored/cells_x2.ome.tif, pixel size halved\n\n  mdeblur restore scans/ --recursive --out-dir restored/ --skip-existing\n\n  mdeblur restore stack.tif -o out.tif --axes ZYX --channels independent\n\n  mdeblur restore 'slides/*.png' --out-dir out/ --weights unet-sr-x2 --device cuda --precision bf16")
@@ -201,6 +202,7 @@ def benchmark(
     self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Learned methods average over the 8 flips/quarter turns (named NAME+, as EDSR+).")] = False,
     input_depth: Annotated[str | None, typer.Option(help="The low-res input as a user's file: 8, 16 or float (also jpeg90, poisson1000, dim12); normalised as restore does. [default: 8]")] = None,
     robustness: Annotated[bool, typer.Option("--robustness", help="Run every method under float, 16-bit, 8-bit, JPEG q90, Poisson 1000 photons and dim 12-bit input; one table.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing --json/--csv/--markdown/--figure/--plot-params files.")] = False,
 ) -> None:
     """PSNR/SSIM of bicubic, RL-deconvolution + SR, U-Net + SR and M-Deblurgan on one dataset."""
     import json
@@ -215,6 +217,16 @@ def benchmark(
     from .weights import load_model
 
     try:
+        from .paths import check_new_file
+
+        for option, value in (("--limit", limit), ("--figure-images", figure_images), ("--rl-iters", rl_iters)):
+            if value is not None and value < 1:
+                raise MdeblurError(f"{option} {value}: must be 1 or more")
+        if not (sigma > 0 and sigma < 1e3):
+            raise MdeblurError(f"--sigma {sigma:g}: a blur sigma in low-res pixels must be positive")
+        for option, value in (("--json", json_out), ("--csv", csv_out), ("--markdown", markdown), ("--figure", figure),
+                              ("--plot-params", plot_params)):
+            check_new_file(value, overwrite, option)
         if plot_params is not None:
             from .figures import require_matplotlib
 

@@ -69,7 +69,21 @@ def load_sources(root: str | Path | None, scale: int) -> tuple[list[torch.Tensor
     files = list_images(root, recursive=True)
     if not files:
         raise MdeblurError(f"{root}: no images found (expected image files, or lr/ and hr/ folders)")
-    return [to_tensor(as_rgb(to_float(read_image(f).pages[0]))) for f in files], f"HR-only folder {root}"
+    images = [img for f in files if (img := _readable(f)) is not None]
+    if not images:
+        raise MdeblurError(f"{root}: none of its {len(files)} images could be read")
+    return [to_tensor(img) for img in images], f"HR-only folder {root}"
+
+
+def _readable(path: Path) -> np.ndarray | None:
+    """An image as float RGB, or None with a warning: one unreadable file does not stop training."""
+    import warnings
+
+    try:
+        return as_rgb(to_float(read_image(path).pages[0]))
+    except MdeblurError as exc:
+        warnings.warn(f"skipped: {exc}", UserWarning, stacklevel=2)
+        return None
 
 
 def load_pairs(root: Path, scale: int) -> list[PairedImage]:
@@ -81,14 +95,18 @@ def load_pairs(root: Path, scale: int) -> list[PairedImage]:
         raise MdeblurError(f"{root}: no matching stems between lr/ and hr/")
     pairs = []
     for stem in common:
-        lr = to_tensor(as_rgb(to_float(read_image(lrs[stem]).pages[0])))
-        hr = to_tensor(as_rgb(to_float(read_image(hrs[stem]).pages[0])))
+        lr_img, hr_img = _readable(lrs[stem]), _readable(hrs[stem])
+        if lr_img is None or hr_img is None:
+            continue
+        lr, hr = to_tensor(lr_img), to_tensor(hr_img)
         if hr.shape[1] != scale * lr.shape[1] or hr.shape[2] != scale * lr.shape[2]:
             raise MdeblurError(
                 f"{hrs[stem]}: HR is {hr.shape[2]}x{hr.shape[1]} but must be {scale}x the LR "
                 f"{lr.shape[2]}x{lr.shape[1]} of {lrs[stem]}"
             )
         pairs.append(PairedImage(lr, hr, stem))
+    if not pairs:
+        raise MdeblurError(f"{root}: none of its {len(common)} pairs could be read")
     return pairs
 
 

@@ -21,6 +21,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         dev = torch.device(name)
     except RuntimeError:
         raise MdeblurError(f"--device {name}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise MdeblurError(f"--device {name}: not a device mdeblur runs on (use auto, cpu, cuda, cuda:N or mps)")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise MdeblurError(f"--device {name}: CUDA is not available on this machine")

@@ -84,6 +84,51 @@ class TrainConfig:
     out: str = "runs/train"
     degradation: DegradationSpec = field(default_factory=DegradationSpec)
 
+    def __post_init__(self) -> None:
+        """Every value checked here, so a config file and a resumed run are checked like the command line."""
+        from .models import PRESETS, UNET_PRESETS
+
+        choices = {"model": ("mdeblurgan", "unet-sr"), "loss_balance": ("fixed", "auto"),
+                   "pixel_loss": ("mse", "log-mse"), "precision": ("fp32", "fp16", "bf16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: use {' or '.join(allowed)}")
+        presets = PRESETS if self.model == "mdeblurgan" else UNET_PRESETS
+        if self.preset not in presets:
+            raise MdeblurError(f"--preset {self.preset}: use {' or '.join(presets)}")
+        at_least = {"scale": 2, "iters": 1, "batch_size": 1, "patch": 16, "val_every": 1, "checkpoint_every": 1}
+        for name, low in at_least.items():
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
+                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be a whole number "
+                                   f">= {low}")
+        if self.patch % 8:
+            raise MdeblurError(f"--patch {self.patch}: must be a multiple of 8 (the network's stride)")
+        if self.threads is not None and self.threads < 1:
+            raise MdeblurError(f"--threads {self.threads}: must be 1 or more")
+        if not (0 < self.learning_rate < 1 and 0 <= self.final_learning_rate <= self.learning_rate):
+            raise MdeblurError(f"--learning-rate {self.learning_rate:g}: must lie in (0, 1), above the final rate")
+        if not 0 <= self.ema < 1:
+            raise MdeblurError(f"--ema {self.ema:g}: an EMA decay lies in [0, 1) (0: off; 0.999 is usual)")
+        for name in ("zoom_prob", "soft_prob", "microscope_prob", "decay_start"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name):g}: a share lies in [0, 1]")
+        for name in ("deblur_weight", "ssim_weight", "perceptual_weight", "adversarial_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name):g}: a loss weight is 0 or more")
+        if self.adv_start < 0:
+            raise MdeblurError(f"--adv-start {self.adv_start}: must be 0 or more")
+
+
+RUN_FILES = ("state.pt", "best.safetensors", "last.safetensors", "metrics.csv", "config.toml")
+
+
+def check_run_folder(out: Path, data: str | None, overwrite: bool) -> None:
+    """A new run never lands in (or around) its data folder, nor replaces an earlier run without --overwrite."""
+    from .paths import check_output_folder
+
+    inputs = [Path(data)] if data is not None else []
+    check_output_folder(out, [out], inputs, overwrite, [out / f for f in RUN_FILES], "--out")
+
 
 # ---------------------------------------------------------------- config files
 
@@ -334,8 +379,6 @@ METRIC_COLUMNS = ["iter", "epoch", "learning_rate", "loss", "mse", "ssim_term", 
 
 def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     """Run (or resume) a training run; writes best/last weights, state.pt, metrics.csv, train.log under cfg.out."""
-    if cfg.pixel_loss not in ("mse", "log-mse"):
-        raise MdeblurError(f"pixel loss must be mse or log-mse, not {cfg.pixel_loss!r}")
     device = resolve_device(cfg.device)
     dinfo = ddp.init(device.type)
     if dinfo.enabled and device.type == "cuda":
@@ -407,6 +450,9 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
             ema.load_state_dict(state["ema"])
         scaler.load_state_dict(state["scaler"])
         start, best, running = state["iteration"], state["best"], state["running"]
+        if start >= cfg.iters:
+            raise MdeblurError(f"{out}: the run is at iteration {start} of {cfg.iters}; give --iters N > {start} "
+                               "to extend it")
         losses.alpha, losses.beta = state["alpha"], state["beta"]
         _set_rng_state(state["rng"], sampler, state["sampler_states"][dinfo.rank])
         say(f"resuming {out} at iteration {start}")

@@ -90,7 +90,10 @@ def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.d
         state = load_file(str(path))
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise MdeblurError(f"{path}: weights do not match their declared architecture ({exc})".splitlines()[0]) from None
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))), lines[0]
+                   if lines else type(exc).__name__)
+        raise MdeblurError(f"{path}: weights do not match their declared architecture ({why.rstrip('.')})") from None
     model.arch = meta["arch"]
     model.provenance = meta["provenance"]
     return model.to(device).eval()

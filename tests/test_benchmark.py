@@ -74,7 +74,7 @@ def test_cli_rl_without_a_known_psf_searches_a_grid_and_says_so(tmp_path):
     assert rep["results"][1]["psnr"] > rep["results"][0]["psnr"] + 1
     # A given PSF skips the search and is recorded as given.
     res = runner.invoke(app, ["benchmark", "--dataset", str(tmp_path / "d"), "--methods", "rl-sr",
-                              "--psf", "defocus:30", "--json", str(out)])
+                              "--psf", "defocus:30", "--json", str(out), "--overwrite"])
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["rl_psf"] == {"source": "--psf", "psf": "defocus:30"}
 
@@ -168,8 +168,12 @@ def test_cli_names_the_input_and_robustness_gives_one_table(tmp_path):
     rep = json.loads(out.read_text())
     assert rep["input"]["name"] == "8" and "8-bit" in rep["input"]["description"]
     md = tmp_path / "rob.md"
-    res = runner.invoke(app, ["benchmark", "--dataset", "reserved", "--limit", "1", "--methods", "bicubic,rl-sr",
-                              "--robustness", "--markdown", str(md), "--json", str(out)])
+    args = ["benchmark", "--dataset", "reserved", "--limit", "1", "--methods", "bicubic,rl-sr", "--robustness",
+            "--markdown", str(md), "--json", str(out)]
+    kept = out.read_text()
+    res = runner.invoke(app, args)  # an earlier report is not replaced silently
+    assert res.exit_code == 2 and "--overwrite" in res.output and out.read_text() == kept and not md.exists()
+    res = runner.invoke(app, [*args, "--overwrite"])
     assert res.exit_code == 0, res.output
     table = md.read_text()
     assert "8-bit JPEG q90" in table and "Poisson 1000" in table and table.count("| rl-sr |") == 1
