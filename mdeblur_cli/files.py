@@ -100,6 +100,9 @@ def plan_outputs(job: RestoreJob, files: list[tuple[Path, Path]]) -> tuple[list[
         raise MdeblurError("give either -o/--output FILE or --out-dir DIR, not both")
     if job.overwrite and job.skip_existing:
         raise MdeblurError("--overwrite and --skip-existing contradict each other; give one")
+    for folder in (job.out_dir, job.output.parent if job.output is not None else None):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise MdeblurError(f"{folder}: is a file, not a folder; outputs cannot be written there")
     if job.output is not None and len(files) != 1:
         raise MdeblurError(f"-o {job.output}: {len(files)} inputs need --out-dir")
     if job.output is not None:
@@ -139,6 +142,10 @@ def restore_file(
     input (else a TIFF with its axes), PNG/JPEG one 2-D image. What the format cannot keep is in `lost`.
     """
     src, dst = Path(src), Path(dst)
+    if dst.resolve() == src.resolve():
+        raise MdeblurError(f"{dst}: refusing to write over an input")
+    if dst.parent.exists() and not dst.parent.is_dir():
+        raise MdeblurError(f"{dst}: cannot write (its folder {dst.parent} is a file)")
     result = FileResult()
     series = read_series(src, axes)
     check_writable(dst, series)
@@ -151,7 +158,9 @@ def restore_file(
             raise MdeblurError(f"{src}: {exc}") from None
         data = restore_stack(s.data, s.axes, model, mode, s.meta.alpha, tile=tile, device=device, precision=precision,
                              progress=progress, normalize=normalize, percentiles=percentiles, norms=result.norms)
-        out.append(Series(data, s.axes, s.meta.scaled(model.scale)))
+        meta = s.meta.scaled(model.scale)
+        meta.ome.setdefault("Name", split_name(src)[0])  # the image's name in OME outputs
+        out.append(Series(data, s.axes, meta))
         result.modes.append(mode)
     try:
         atomic_write(dst, lambda tmp: write_series(tmp, out))
@@ -230,8 +239,9 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
                 console.print(f"{src} -> {dst} ({note})", highlight=False, soft_wrap=True, markup=False)
                 if res.lost and "lost" not in said:
                     items = "; ".join(f"{k} {v}" for k, v in res.lost.items())
+                    once = " (said once per run)" if len(plan) > 1 else ""
                     console.print(f"warning: {dst} cannot keep the calibration of {src} ({items}); write .ome.tif to "
-                                  "keep it (said once per run)", highlight=False, soft_wrap=True, markup=False)
+                                  f"keep it{once}", highlight=False, soft_wrap=True, markup=False)
                     said.add("lost")
             except MdeblurError as exc:
                 failures += 1

@@ -70,7 +70,11 @@ class Meta:
         unit = self.imagej.get("unit") or TIFF_UNITS.get(self.resolution_unit or 1)
         if not unit or unit in ("pixel", "pixels") or (self.resolution == (1.0, 1.0) and self.kind != "imagej"):
             return None
-        return 1.0 / self.resolution[1], 1.0 / self.resolution[0], unit.replace("\\u00B5", "µ")
+        unit = unit.replace("\\u00B5", "µ")
+        to_um = UNIT_CM[unit] / UNIT_CM["µm"] if unit in UNIT_CM else None  # microscopy speaks µm
+        if to_um is None:
+            return 1.0 / self.resolution[1], 1.0 / self.resolution[0], unit
+        return to_um / self.resolution[1], to_um / self.resolution[0], "µm"
 
     def z_spacing(self) -> tuple[float, str] | None:
         pixels = self.ome.get("Pixels", {})
@@ -324,22 +328,36 @@ def _read_zarr(path: Path) -> list[Series]:
     if scale and "T" in axes:
         pixels.update(TimeIncrement=float(scale[axes.index("T")]), TimeIncrementUnit=back.get(units.get("T"), "s"))
     omero = attrs.get("omero", {})
-    labels = [c.get("label") for c in omero.get("channels", [])]
-    if "C" in axes and labels and all(labels):
-        pixels["Channel"] = [{"Name": str(n)} for n in labels]
+    chans = omero.get("channels", [])
+    if "C" in axes and chans:
+        pixels["Channel"] = [{**({"Name": str(c["label"])} if c.get("label") else {}),
+                              **({"Color": _ome_color(c["color"])} if c.get("color") else {})} for c in chans]
     meta = Meta(kind="ome", ome={"Name": str(ms.get("name", path.name)), "Pixels": pixels}, omero=omero)
     return [Series(check_dtype(path, data), axes, meta)]
 
 
+def _ome_color(hex_rgb: str) -> int:
+    """OME-Zarr's 'RRGGBB' to OME-XML's signed 32-bit RGBA."""
+    rgba = (int(hex_rgb, 16) << 8) | 0xFF
+    return rgba - (1 << 32) if rgba >= 1 << 31 else rgba
+
+
+def _hex_color(ome: int) -> str:
+    """OME-XML's signed 32-bit RGBA to OME-Zarr's 'RRGGBB'."""
+    return f"{(int(ome) & 0xFFFFFFFF) >> 8:06X}"
+
+
 def _ngff_ok(s: Series) -> bool:
-    order = [i for i in "TCZYX" if i in s.axes]
-    return "".join(order) == s.axes
+    """NGFF 0.4 holds T, C, Z, Y, X (in that order; mdeblur reorders) and nothing else."""
+    return set(s.axes) <= set("TCZYX")
 
 
 def _write_zarr(path: Path, series: list[Series]) -> None:
     """One series as OME-Zarr (NGFF 0.4, zarr format 2, one resolution level), chunked by plane."""
     zarr = _zarr(path)
     s = series[0]
+    axes_out = "".join(a for a in "TCZYX" if a in s.axes)  # NGFF's order
+    s = Series(np.transpose(s.data, [s.axes.index(a) for a in axes_out]), axes_out, s.meta)
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
     chunks = tuple(min(n, 1024) if a in "YX" else 1 for a, n in zip(s.axes, s.data.shape, strict=True))
     array = group.create_array("0", shape=s.data.shape, dtype=s.data.dtype, chunks=chunks)
@@ -353,13 +371,16 @@ def _write_zarr(path: Path, series: list[Series]) -> None:
             entry["unit"] = NGFF_UNITS[known[a][1]]
         axes.append(entry)
         scale.append(float(known[a][0]) if known.get(a) else 1.0)
-    group.attrs["multiscales"] = [{"version": "0.4", "name": str(s.meta.ome.get("Name", path.stem)), "axes": axes,
+    group.attrs["multiscales"] = [{"version": "0.4", "name": str(s.meta.ome.get("Name", "image")), "axes": axes,
                                    "datasets": [{"path": "0", "coordinateTransformations": [
                                        {"type": "scale", "scale": scale}]}]}]
     omero = copy.deepcopy(s.meta.omero)
-    names = s.meta.channel_names()
-    if not omero and names:
-        omero = {"channels": [{"label": n, "active": True} for n in names]}
+    chans = s.meta.ome.get("Pixels", {}).get("Channel", [])
+    chans = chans if isinstance(chans, list) else [chans]
+    if not omero and any(c.get("Name") or "Color" in c for c in chans):
+        omero = {"channels": [{**({"label": str(c["Name"])} if c.get("Name") else {}),
+                               **({"color": _hex_color(c["Color"])} if "Color" in c else {}), "active": True}
+                              for c in chans]}
     if omero:
         group.attrs["omero"] = omero
 
@@ -424,7 +445,8 @@ def _raster_array(path: Path, s: Series, check_values: bool = True) -> np.ndarra
     data, axes = _planes_last(s)
     lead = data.shape[: axes.index("Y")]
     if int(np.prod(lead)) != 1:
-        raise MdeblurError(f"{path}: a {s.axes} stack of shape {s.data.shape} needs a TIFF output (.tif or .ome.tif)")
+        raise MdeblurError(f"{path}: {int(np.prod(lead))} planes (axes {s.axes}, shape {s.data.shape}) need a TIFF "
+                           "output (.tif or .ome.tif)")
     data = data.reshape(data.shape[len(lead) :])
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
@@ -437,9 +459,12 @@ def _raster_array(path: Path, s: Series, check_values: bool = True) -> np.ndarra
         raise MdeblurError(f"{path}: {data.shape[2]} {what} need a TIFF output (.tif or .ome.tif)")
     if data.dtype == np.uint16 and ext != ".png":
         raise MdeblurError(f"{path}: {ext[1:].upper()} holds 8 bits; write this 16-bit image as .png or .tif")
-    if data.dtype.kind == "f" and (ext != ".png" or check_values and (data.min() < 0 or data.max() > 1)):
-        raise MdeblurError(f"{path}: a float image with values outside [0, 1] (or as JPEG/BMP) loses its "
-                           "intensities in this format; write .tif")
+    if data.dtype.kind == "f" and ext != ".png":
+        raise MdeblurError(f"{path}: {ext[1:].upper()} holds 8 bits; write this float image as .tif (or .png if "
+                           "its values lie in [0, 1])")
+    if data.dtype.kind == "f" and check_values and (data.min() < 0 or data.max() > 1):
+        raise MdeblurError(f"{path}: a float image with values outside [0, 1] would lose its intensities in a PNG; "
+                           "write .tif")
     return data
 
 
@@ -600,8 +625,8 @@ def check_writable(path: Path, series: list[Series]) -> None:
         _zarr(path)  # the extra is there, before any work
         if len(series) != 1 or not _ngff_ok(series[0]):
             what = f"{len(series)} images" if len(series) != 1 else f"axes {series[0].axes}"
-            raise MdeblurError(f"{path}: OME-Zarr (NGFF 0.4) holds one image with axes in the order TCZYX, not {what}; "
-                               "write .ome.tif")
+            raise MdeblurError(f"{path}: OME-Zarr (NGFF 0.4) holds one image with axes among T, C, Z, Y, X, not "
+                               f"{what}; write .ome.tif")
     elif is_ome_path(path):
         for s in series:
             bad = sorted(set(s.axes) - OME_AXES)

@@ -71,7 +71,7 @@ def test_plain_tiff_resolution_tags_are_scaled(tmp_path, tiny_weights):
     assert res.exit_code == 0, res.output
     s = read_series(tmp_path / "b.tif")[0]
     assert s.meta.resolution == pytest.approx((4000.0, 4000.0)) and s.meta.resolution_unit == 3
-    assert s.meta.pixel_size() == pytest.approx((2.5e-4, 2.5e-4, "cm"))
+    assert s.meta.pixel_size() == pytest.approx((2.5, 2.5, "µm"))  # 4000 px/cm, said in µm
 
 
 def test_channels_stay_one_series_and_tifffile_reads_them_all(tmp_path, tiny_weights):
@@ -220,7 +220,7 @@ def test_names_and_meta_units():
     assert split_name(Path("cells.OME.TIFF")) == ("cells", ".OME.TIFF")
     assert split_name(Path("a.b.png")) == ("a.b", ".png")
     assert Meta(resolution=(1.0, 1.0), resolution_unit=2).pixel_size() is None  # (1, 1) inch: no calibration
-    assert Meta(kind="imagej", resolution=(2.0, 4.0), imagej={"unit": "micron"}).pixel_size() == (0.25, 0.5, "micron")
+    assert Meta(kind="imagej", resolution=(2.0, 4.0), imagej={"unit": "micron"}).pixel_size() == (0.25, 0.5, "µm")
 
 
 def test_vendor_formats_without_the_bio_extra_name_it(tmp_path, tiny_weights, monkeypatch):
@@ -317,7 +317,7 @@ def test_metadata_crosses_formats_and_what_cannot_is_warned(tmp_path, tiny_model
         "axes": "CZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "Channel": {"Name": ["a", "b"]}})
     res = restore_file(ome, tmp_path / "c.tif", tiny_model)  # C before Z: not an ImageJ order, a plain TIFF
     assert res.lost == {"channel names": "a, b"}
-    assert read_series(tmp_path / "c.tif")[0].meta.pixel_size() == pytest.approx((5e-6, 5e-6, "cm"))
+    assert read_series(tmp_path / "c.tif")[0].meta.pixel_size() == pytest.approx((0.05, 0.05, "µm"))
     cli = _restore([ome, "-o", tmp_path / "d.tif"], tiny_weights)
     assert cli.exit_code == 0 and "warning" in cli.output and "channel names a, b" in cli.output
 
@@ -415,7 +415,7 @@ def test_ome_zarr_in_and_out(tmp_path, tiny_weights):
     rgb = tmp_path / "rgb.png"
     write_image(rgb, np.rint(smooth_image(16, 16) * 255).astype(np.uint8))
     bad = _restore([rgb, "-o", tmp_path / "rgb.ome.zarr"], tiny_weights)
-    assert bad.exit_code == 2 and "TCZYX" in bad.output and not (tmp_path / "rgb.ome.zarr").exists()
+    assert bad.exit_code == 2 and "T, C, Z, Y, X" in bad.output and not (tmp_path / "rgb.ome.zarr").exists()
 
 
 def test_ome_zarr_without_the_extra_names_it(tmp_path, tiny_weights, monkeypatch):
@@ -425,3 +425,36 @@ def test_ome_zarr_without_the_extra_names_it(tmp_path, tiny_weights, monkeypatch
     (tmp_path / "a.ome.zarr").mkdir()
     res = _restore([tmp_path / "a.ome.zarr", "-o", tmp_path / "b.tif"], tiny_weights)
     assert res.exit_code == 2 and "mdeblur[zarr]" in res.output and "a.ome.zarr" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_imagej_to_ome_zarr_is_reordered_named_and_coloured(tmp_path, tiny_model):
+    zarr = pytest.importorskip("zarr")
+    src = tmp_path / "movie.ome.tif"
+    tifffile.imwrite(src, _fluo((3, 2, 16, 16)), ome=True, photometric="minisblack", metadata={
+        "axes": "ZCYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeZ": 1.0,
+        "Channel": {"Name": ["DAPI", "GFP"], "Color": [65535, -16776961]}})  # 0x0000FFFF blue, 0xFF0000FF red
+    restore_file(src, tmp_path / "m.ome.zarr", tiny_model)
+    group = zarr.open_group(str(tmp_path / "m.ome.zarr"), mode="r")
+    ms, omero = dict(group.attrs)["multiscales"][0], dict(group.attrs)["omero"]
+    assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"] and group["0"].shape == (2, 3, 32, 32)
+    assert ms["name"] == "Image0" or not ms["name"].startswith(".mdeblur")
+    assert [(c["label"], c["color"]) for c in omero["channels"]] == [("DAPI", "0000FF"), ("GFP", "FF0000")]
+    restore_file(tmp_path / "m.ome.zarr", tmp_path / "back.ome.tif", tiny_model)  # and the colours come back
+    chans = read_series(tmp_path / "back.ome.tif")[0].meta.ome["Pixels"]["Channel"]
+    assert [c["Color"] for c in chans] == [65535, -16776961]
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, _fluo((16, 16)))
+    restore_file(plain, tmp_path / "p.ome.zarr", tiny_model)
+    assert dict(zarr.open_group(str(tmp_path / "p.ome.zarr"), mode="r").attrs)["multiscales"][0]["name"] == "plain"
+
+
+def test_restore_file_refuses_its_own_input_and_a_file_as_folder(tmp_path, tiny_model, tiny_weights):
+    src = tmp_path / "same.tif"
+    tifffile.imwrite(src, _fluo((16, 16)))
+    before = src.read_bytes()
+    for dst in (src, tmp_path / "." / "same.tif"):
+        with pytest.raises(MdeblurError, match="over an input"):
+            restore_file(src, dst, tiny_model)
+    assert src.read_bytes() == before
+    res = _restore([src, "--out-dir", src], tiny_weights)
+    assert res.exit_code == 2 and "is a file, not a folder" in res.output
