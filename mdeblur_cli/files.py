@@ -6,6 +6,7 @@ import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.markup import escape
@@ -18,7 +19,7 @@ from .errors import MdeblurError
 from .io import atomic_write, is_image, list_images
 from .models import SelfEnsemble
 from .normalize import MODES, Normalization
-from .restore import CHANNEL_MODES, MIN_TILE, choose_channels, model_percentiles, restore_stack
+from .restore import CHANNEL_MODES, FLOAT_LIMIT, MIN_TILE, choose_channels, model_percentiles, restore_stack
 from .stacks import WRITE_EXT, Series, check_writable, lost_metadata, read_series, split_name, write_series
 from .weights import load_model
 
@@ -43,6 +44,8 @@ class RestoreJob:
     percentiles: tuple[float, float] | None = None  # None: the model's own
     axes: str | None = None  # None: from the file (OME, ImageJ, TIFF layout)
     channels: str = "auto"
+    max_pixels: int | None = None  # None: what this machine's memory can restore
+    debug: bool = False  # unexpected errors raise with their traceback instead of a one-line report
 
 
 @dataclass
@@ -52,6 +55,7 @@ class FileResult:
     modes: list[str] = field(default_factory=list)
     norms: list[Normalization] = field(default_factory=list)
     lost: dict[str, str] = field(default_factory=dict)  # calibration items of the input the output cannot keep
+    nonfinite: int = 0  # NaN/Inf samples of the input: filled for the network, NaN again in the output
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
@@ -133,7 +137,7 @@ def plan_outputs(job: RestoreJob, files: list[tuple[Path, Path]]) -> tuple[list[
 def restore_file(
     src: str | Path, dst: str | Path, model: nn.Module, axes: str | None = None, channels: str = "auto",
     normalize: str = "auto", percentiles: tuple[float, float] | None = None, tile: int = 256,
-    device: torch.device | str = "cpu", precision: str = "fp32", progress=None,
+    device: torch.device | str = "cpu", precision: str = "fp32", progress=None, max_pixels: int | None = None,
 ) -> FileResult:
     """Restore one file into `dst` (atomically, replacing it if it exists), keeping axes, channels,
     calibration and OME/ImageJ metadata.
@@ -147,7 +151,7 @@ def restore_file(
     if dst.parent.exists() and not dst.parent.is_dir():
         raise MdeblurError(f"{dst}: cannot write (its folder {dst.parent} is a file)")
     result = FileResult()
-    series = read_series(src, axes)
+    series = read_series(src, axes, max_pixels)
     check_writable(dst, series)
     result.lost = lost_metadata(dst, series)
     out = []
@@ -158,6 +162,9 @@ def restore_file(
             raise MdeblurError(f"{src}: {exc}") from None
         data = restore_stack(s.data, s.axes, model, mode, s.meta.alpha, tile=tile, device=device, precision=precision,
                              progress=progress, normalize=normalize, percentiles=percentiles, norms=result.norms)
+        if s.data.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                result.nonfinite += int(np.count_nonzero(~np.isfinite(s.data) | (np.abs(s.data) > FLOAT_LIMIT)))
         meta = s.meta.scaled(model.scale)
         meta.ome.setdefault("Name", split_name(src)[0])  # the image's name in OME outputs
         out.append(Series(data, s.axes, meta))
@@ -190,6 +197,8 @@ def _check_job(job: RestoreJob) -> None:
         raise MdeblurError(f"--percentiles has no effect with --normalize {job.normalize}; use percentile or auto")
     if job.channels not in CHANNEL_MODES:
         raise MdeblurError(f"--channels {job.channels}: use one of {', '.join(CHANNEL_MODES)}")
+    if job.max_pixels is not None and job.max_pixels < 1:
+        raise MdeblurError(f"--max-pixels {job.max_pixels}: must be 1 or more")
     if job.tile < MIN_TILE:
         raise MdeblurError(f"--tile {job.tile}: use at least {MIN_TILE} (low-res pixels per tile side)")
     if job.axes is not None and not job.axes.strip():
@@ -229,7 +238,7 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
         for src, dst in plan:
             try:
                 res = restore_file(src, dst, model, job.axes, job.channels, job.normalize, percentiles, job.tile,
-                                   device, job.precision, on_tile)
+                                   device, job.precision, on_tile, job.max_pixels)
                 for mode in dict.fromkeys(res.modes):  # what each choice means, once per run
                     if mode not in said:
                         console.print(f"channels {mode}: {CHANNEL_HELP[mode]}", highlight=False, soft_wrap=True,
@@ -243,9 +252,23 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
                     console.print(f"warning: {dst} cannot keep the calibration of {src} ({items}); write .ome.tif to "
                                   f"keep it{once}", highlight=False, soft_wrap=True, markup=False)
                     said.add("lost")
+                if res.nonfinite:
+                    console.print(f"warning: {src}: {res.nonfinite} NaN/Inf sample(s) filled from their neighbours for "
+                                  "the network and written as NaN in the output", highlight=False, soft_wrap=True,
+                                  markup=False)
             except MdeblurError as exc:
                 failures += 1
                 console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # one bad file never stops a batch; --debug shows the traceback
+                if job.debug:
+                    raise
+                failures += 1
+                what = "out of memory" if isinstance(exc, MemoryError) else f"unexpected {type(exc).__name__}"
+                reason = (str(exc).splitlines() or [""])[0][:200]
+                console.print(f"[red]error:[/red] {escape(str(src))}: {what}{': ' + escape(reason) if reason else ''} "
+                              "(--debug shows the traceback)", highlight=False, soft_wrap=True)
             progress.update(files_task, advance=1)
             progress.update(tiles_task, visible=False)
     return failures, len(plan)

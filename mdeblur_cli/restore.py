@@ -223,6 +223,30 @@ def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
     return np.clip(up, lo, hi)
 
 
+FLOAT_LIMIT = 1e30  # float samples beyond this magnitude are treated like NaN/Inf: not intensities
+
+
+def fill_nonfinite(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, C) float plane with NaN, Inf and |x| > FLOAT_LIMIT replaced by their nearest valid neighbour in
+    the same channel (0 where a channel has none), and the mask of those samples; (plane, None) if all valid."""
+    if plane.dtype.kind != "f":
+        return plane, None
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(plane) | (np.abs(plane) > FLOAT_LIMIT)
+    if not bad.any():
+        return plane, None
+    from scipy.ndimage import distance_transform_edt
+
+    filled = plane.copy()
+    for c in range(plane.shape[2]):
+        if bad[..., c].all():
+            filled[..., c] = 0
+        elif bad[..., c].any():
+            iy, ix = distance_transform_edt(bad[..., c], return_distances=False, return_indices=True)
+            filled[..., c] = plane[..., c][iy, ix]
+    return filled, bad
+
+
 def restore_plane(
     plane: np.ndarray, model: nn.Module, channels: str, alpha: bool = False,
     normalize: str = "auto", percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
@@ -231,8 +255,10 @@ def restore_plane(
     """One (H, W, C) plane -> (H*s, W*s, C) float32 in the file's units.
 
     `channels` is rgb (C = 3, or 4 with alpha) or independent; each colour channel (independent) or the
-    colour triple (rgb) gets its own normalisation over the whole plane, appended to `norms`.
+    colour triple (rgb) gets its own normalisation over the whole plane, appended to `norms`. NaN/Inf samples
+    (floats) are filled from their neighbours for the network and come back as NaN over the pixels they cover.
     """
+    plane, bad = fill_nonfinite(plane)
     colour = plane[..., :-1] if alpha else plane
     if channels == "rgb":
         norm = choose(colour, normalize, percentiles)
@@ -245,7 +271,13 @@ def restore_plane(
         parts.append(_upscale_alpha(plane[..., -1], model.scale)[..., None])
     if norms is not None:
         norms += found
-    return np.concatenate(parts, axis=2)
+    out = np.concatenate(parts, axis=2)
+    if bad is not None:  # where the input held no intensity, neither does the output
+        s = model.scale
+        if channels == "rgb":
+            bad[..., :3] = bad[..., :3].any(2, keepdims=True)
+        out[np.repeat(np.repeat(bad, s, 0), s, 1)] = np.nan
+    return out
 
 
 def _cast(out: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -159,6 +159,56 @@ def check_axes(axes: str, shape: tuple[int, ...], where: str = "") -> str:
     return axes
 
 
+BYTES_PER_PIXEL = 100  # what restoring costs in memory per input pixel (float buffers at x2, output, the network)
+
+
+def machine_memory() -> int:
+    """Physical memory in bytes (Linux, macOS); 16 GiB where it cannot be read."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def default_max_pixels() -> int:
+    """The decoded-size limit: what this machine's memory can restore at BYTES_PER_PIXEL."""
+    return machine_memory() // BYTES_PER_PIXEL
+
+
+def check_size(path: Path, shape: tuple[int, ...], axes: str, max_pixels: int | None) -> None:
+    """Refuse, before decoding, an image of more than `max_pixels` pixels (channels not counted; every plane
+    of a stack counted; None: what this machine's memory can restore)."""
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    n = float(np.prod([float(d) for d, a in zip(shape, axes, strict=True) if a.upper() not in "SC"]))
+    if n > limit:
+        why = (f"the default for this machine's {machine_memory() / 2**30:.0f} GiB at about {BYTES_PER_PIXEL} bytes "
+               "per pixel" if max_pixels is None else "--max-pixels")
+        raise MdeblurError(f"{path}: {n / 1e6:.0f} M pixels ({axes} {'x'.join(str(int(d)) for d in shape)}) exceed "
+                           f"the limit of {limit / 1e6:.0f} M ({why}); raise --max-pixels if the memory is there")
+
+
+def raster_shape(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG, JPEG or BMP header, read before any decoding; None if not found."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if head[:2] == b"BM" and len(head) >= 26:
+        return abs(int.from_bytes(head[22:26], "little", signed=True)), int.from_bytes(head[18:22], "little", signed=True)
+    if head[:2] == b"\xff\xd8":  # JPEG: walk the markers to the start of frame
+        i = 2
+        while i + 9 < len(head):
+            if head[i] != 0xFF:
+                return None
+            marker, length = head[i + 1], int.from_bytes(head[i + 2 : i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(head[i + 7 : i + 9], "big")
+            i += 2 + length
+    return None
+
+
 def check_dtype(where: str | Path, data: np.ndarray) -> np.ndarray:
     """The data if mdeblur can restore its pixel type, else MdeblurError naming `where`."""
     if data.dtype == bool:
@@ -196,7 +246,7 @@ def _ome_images(tif) -> list[dict]:
     return images if isinstance(images, list) else [images]
 
 
-def _read_tiff(path: Path) -> list[Series]:
+def _read_tiff(path: Path, max_pixels: int | None = None) -> list[Series]:
     import tifffile
 
     out = []
@@ -204,6 +254,8 @@ def _read_tiff(path: Path) -> list[Series]:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise MdeblurError(f"{path}: TIFF holds no image")
+            for series in tif.series:
+                check_size(path, series.shape, series.axes, max_pixels)
             base = _tiff_meta(tif, tif.pages[0])
             images = _ome_images(tif) if tif.is_ome else []
             for i, series in enumerate(tif.series):
@@ -229,7 +281,10 @@ def _cv2():
     return cv2
 
 
-def _read_raster(path: Path) -> list[Series]:
+def _read_raster(path: Path, max_pixels: int | None = None) -> list[Series]:
+    shape = raster_shape(path)
+    if shape is not None:
+        check_size(path, shape, "YX", max_pixels)
     cv2 = _cv2()
     arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
@@ -253,7 +308,7 @@ def _png_color_type(path: Path) -> int | None:
     return head[25] if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" else None
 
 
-def _read_bio(path: Path) -> list[Series]:
+def _read_bio(path: Path, max_pixels: int | None = None) -> list[Series]:
     """CZI, ND2, LIF through bioio: every scene, singleton axes dropped, pixel sizes and channel names kept."""
     try:
         from bioio import BioImage
@@ -265,6 +320,7 @@ def _read_bio(path: Path) -> list[Series]:
         img = BioImage(path)
         for scene in img.scenes:
             img.set_scene(scene)
+            check_size(path, tuple(img.shape), img.dims.order, max_pixels)
             data, order = np.asarray(img.data), img.dims.order
             keep = [i for i, a in enumerate(order) if a in "YX" or data.shape[i] > 1]
             data = data.reshape([data.shape[i] for i in keep])
@@ -299,7 +355,7 @@ def _zarr(path: Path):
     return zarr
 
 
-def _read_zarr(path: Path) -> list[Series]:
+def _read_zarr(path: Path, max_pixels: int | None = None) -> list[Series]:
     """An OME-Zarr image (NGFF 0.4 or 0.5): level 0 of its first multiscale, axes, scale and channel labels."""
     zarr = _zarr(path)
     try:
@@ -311,7 +367,9 @@ def _read_zarr(path: Path) -> list[Series]:
         ms = attrs["multiscales"][0]
         names = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
         ds = ms["datasets"][0]
-        data = np.asarray(group[ds["path"]][...])
+        array = group[ds["path"]]
+        check_size(path, tuple(array.shape), "".join(n[0] for n in names), max_pixels)
+        data = np.asarray(array[...])
     except MdeblurError:
         raise
     except Exception as exc:  # zarr raises many types for broken stores
@@ -389,12 +447,16 @@ def is_zarr(path: Path) -> bool:
     return Path(path).suffix.lower() in ZARR_EXT
 
 
-def read_series(path: str | Path, axes: str | None = None) -> list[Series]:
-    """Every series of an image file, with axes (or `axes` given by the user) and metadata."""
+def read_series(path: str | Path, axes: str | None = None, max_pixels: int | None = None) -> list[Series]:
+    """Every series of an image file, with axes (or `axes` given by the user) and metadata.
+
+    Files that would decode to more than `max_pixels` samples (None: what this machine's memory can restore)
+    are refused from their headers, before any decoding.
+    """
     path = Path(path)
     ext = path.suffix.lower()
     if ext in ZARR_EXT and path.is_dir():
-        series = _read_zarr(path)
+        series = _read_zarr(path, max_pixels)
     else:
         if not path.is_file():
             raise MdeblurError(f"{path}: no such file")
@@ -403,7 +465,8 @@ def read_series(path: str | Path, axes: str | None = None) -> list[Series]:
         if ext not in STACK_EXT - ZARR_EXT:
             raise MdeblurError(f"{path}: unsupported file type {ext or '(none)'} "
                                f"(use {', '.join(sorted(STACK_EXT))})")
-        series = _read_tiff(path) if ext in TIFF_EXT else _read_bio(path) if ext in BIO_EXT else _read_raster(path)
+        reader = _read_tiff if ext in TIFF_EXT else _read_bio if ext in BIO_EXT else _read_raster
+        series = reader(path, max_pixels)
     for s in series:
         s.axes = check_axes(axes or s.axes, s.data.shape, str(path) + (" (--axes)" if axes else ""))
         if s.meta.alpha and (s.channel_axis is None or s.channels < 2):
@@ -492,7 +555,7 @@ def _write_raster(path: Path, s: Series) -> None:
     arr = _raster_array(path, s, check_values=False)
     ext = path.suffix.lower()
     if arr.dtype.kind == "f":  # a float image in [0, 1] (checked above) as 16-bit PNG; overshoot clipped
-        arr = from_float(arr.clip(0, 1), np.uint16)
+        arr = from_float(np.nan_to_num(arr, nan=0.0).clip(0, 1), np.uint16)
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(ext, arr)
