@@ -48,11 +48,21 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings as one line each ("warning: ..."), not as source locations."""
+    from rich.markup import escape
+
+    console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 @app.callback()
 def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     """mdeblur command line."""
+    import warnings
+
+    warnings.showwarning = _show_warning
 
 
 @app.command(epilog="Examples:\n\n  mdeblur train dataset/ --iters 2000 --out runs/mine\n\n  mdeblur train builtin --model unet-sr --threads 1\n\n  mdeblur train dataset/ --loss-balance auto --adversarial-weight 1e-3 --adv-start 1000 --vgg19-weights vgg19-dcbb9e9d.pth\n\n  mdeblur train --resume runs/mine\n\n  mdeblur train --compare runs/a runs/b\n\n  torchrun --nproc_per_node=2 -m mdeblur_cli train dataset/ --out runs/ddp")

@@ -177,7 +177,7 @@ def restore_file(
 
 
 CHANNEL_HELP = {
-    "rgb": "colour restored together (8-bit colour without a channel layout; --channels independent to change)",
+    "rgb": "colour restored together (8-bit RGB, as the file declares it; --channels independent to change)",
     "independent": "each channel restored alone, none leaks into another (--channels rgb for colour images)",
 }
 

@@ -7,6 +7,7 @@ restored; every other axis is iterated, and the output keeps the axes and their 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from dataclasses import dataclass, field, replace
@@ -247,8 +248,11 @@ def _ome_images(tif) -> list[dict]:
 
 
 def _read_tiff(path: Path, max_pixels: int | None = None) -> list[Series]:
+    import logging
+
     import tifffile
 
+    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings on odd files are not errors
     out = []
     try:
         with tifffile.TiffFile(path) as tif:
@@ -269,6 +273,29 @@ def _read_tiff(path: Path, max_pixels: int | None = None) -> list[Series]:
     return out
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence what C libraries print straight to stderr (libpng's warnings inside OpenCV): broken files are
+    reported as MdeblurError, and harmless warnings (an odd colour profile) are not the user's business."""
+    import os
+    import sys
+
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (captured): nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
 def _cv2():
     """OpenCV, with its log lines silenced: broken files are reported as MdeblurError instead."""
     import cv2
@@ -286,7 +313,8 @@ def _read_raster(path: Path, max_pixels: int | None = None) -> list[Series]:
     if shape is not None:
         check_size(path, shape, "YX", max_pixels)
     cv2 = _cv2()
-    arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    with quiet_stderr():
+        arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise MdeblurError(f"{path}: not a readable {path.suffix[1:].upper()} image (truncated or corrupt)")
     arr = check_dtype(path, arr)

@@ -176,3 +176,33 @@ def test_restore_prints_the_intensity_mapping(tmp_path, tiny_weights):
     res = runner.invoke(app, ["restore", str(src), "-o", str(tmp_path / "o.tif"), "--weights", str(tiny_weights),
                               "--percentiles", "1,99"])
     assert res.exit_code == 0 and "percentiles 1-99%" in res.output and "inverted after" in res.output
+
+
+def test_training_runs_are_not_replaced_and_resume_from_anywhere(tmp_path, monkeypatch):
+    import mdeblur_cli.train as t
+
+    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {"width": 4, "sr_width": 8, **kw})
+    data = tmp_path / "hr"
+    data.mkdir()
+    for i in range(2):
+        _png(data / f"{i}.png", 96, 104)
+    (data / "broken.png").write_bytes(b"junk")  # one unreadable file is skipped with a warning
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "hr", "--model", "unet-sr", "--iters", "2", "--batch-size", "2", "--patch", "24",
+            "--val-every", "2", "--device", "cpu", "--out", "run"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "warning: skipped:" in res.output and "broken.png" in res.output  # one line, not a source location
+    weights = (tmp_path / "run" / "best.safetensors").read_bytes()
+    again = runner.invoke(app, args)  # the default would replace the run: refused
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert (tmp_path / "run" / "best.safetensors").read_bytes() == weights
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the run stored its data path absolute: it resumes from any folder
+    res = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--iters", "4"])
+    assert res.exit_code == 0, res.output
+    assert "at iteration 2" in " ".join(res.output.split())
+    assert int(t.read_metrics(tmp_path / "run")[-1]["iter"]) == 4  # --iters extended the run
+    res = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--iters", "3"])
+    assert res.exit_code == 2 and "iteration 4" in " ".join(res.output.split())
