@@ -252,7 +252,7 @@ def _read_tiff(path: Path, max_pixels: int | None = None) -> list[Series]:
 
     import tifffile
 
-    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings on odd files are not errors
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # what it logs on odd files: we report our own error
     out = []
     try:
         with tifffile.TiffFile(path) as tif:

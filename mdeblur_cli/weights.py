@@ -74,9 +74,31 @@ def read_metadata(path: str | Path) -> dict:
         raise MdeblurError(f"{path}: weights format {meta['format_version']} is not supported (need {FORMAT_VERSION})")
     if meta["arch"] not in ARCHS:
         raise MdeblurError(f"{path}: unknown architecture {meta['arch']!r}")
-    meta["config"] = json.loads(meta["config"])
-    meta["provenance"] = json.loads(meta.get("provenance", "{}"))
+    try:
+        meta["config"] = json.loads(meta["config"])
+        meta["provenance"] = json.loads(meta.get("provenance", "{}"))
+    except ValueError as exc:
+        raise MdeblurError(f"{path}: unreadable metadata in the weights file ({exc})".splitlines()[0]) from None
+    if not isinstance(meta["config"], dict) or not isinstance(meta["provenance"], dict):
+        raise MdeblurError(f"{path}: unreadable metadata in the weights file (config and provenance must be objects)")
     return meta
+
+
+def _check_shapes(path: Path, arch: str, config: dict) -> None:
+    """Compare the declared architecture with the file's tensors on the meta device: a wrong or corrupt
+    config fails here, by name, before any memory is allocated for it."""
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        skeleton = build_model(arch, config)
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    with safe_open(str(path), framework="pt") as f:
+        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    for key in sorted(want.keys() | have.keys()):
+        if want.get(key) != have.get(key):
+            what = ("missing" if key not in have else "unexpected" if key not in want else
+                    f"shape {list(have[key])}, the architecture needs {list(want[key])}")
+            raise MdeblurError(f"{path}: weights do not match their declared architecture ({key}: {what})")
 
 
 def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.device = "cpu") -> nn.Module:
@@ -86,10 +108,11 @@ def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.d
     path = resolve_weights(name_or_path)
     meta = read_metadata(path)
     try:
+        _check_shapes(path, meta["arch"], meta["config"])
         model = build_model(meta["arch"], meta["config"])
         state = load_file(str(path))
         model.load_state_dict(state)
-    except (RuntimeError, TypeError, ValueError) as exc:
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         why = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))), lines[0]
                    if lines else type(exc).__name__)

@@ -48,6 +48,12 @@ def test_mismatched_tensors_are_reported(tmp_path):
         state = {k: f.get_tensor(k) for k in f.keys()}
     meta["config"] = json.dumps({**TINY_MDEBLURGAN, "width": 12})
     save_file(state, str(path), metadata=meta)
+    with pytest.raises(MdeblurError, match="do not match") as err:
+        load_model(path)
+    msg = str(err.value)  # one whole line that names the tensor and both shapes, not a cut-off first line
+    assert "\n" not in msg and msg.endswith(")") and "shape [" in msg and "the architecture needs [" in msg
+    meta["config"] = json.dumps({**TINY_MDEBLURGAN, "width": 10**6})  # a corrupt config: refused before allocating
+    save_file(state, str(path), metadata=meta)
     with pytest.raises(MdeblurError, match="do not match"):
         load_model(path)
 
