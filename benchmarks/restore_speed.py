@@ -1,0 +1,128 @@
+"""How close restoring comes to the machine's arithmetic limit, in one process.
+
+For each method: the restore path at its defaults (`restore_array` on an 8-bit RGB image, as `mdeblur restore`
+does), its wall time, megapixels/s, and for the networks the achieved GFLOP/s counting useful pixels only
+(FLOPs per input pixel from torch.utils.flop_counter on one whole-image pass, times the image's pixels,
+over the time), against the fp32 matmul rate of the same machine (2048^2 torch.mm, median of 5) as a ratio.
+
+    python benchmarks/restore_speed.py                  # 1024^2 RGB, shipped weights, CPU
+    python benchmarks/restore_speed.py --size 512 --json speed.json
+    python benchmarks/restore_speed.py --device cuda    # CUDA events for the timings
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mdeblur_cli.restore import restore_array
+from mdeblur_cli.weights import load_model
+
+
+def _timer(device: torch.device):
+    """A function that runs fn() and returns its seconds (CUDA events on CUDA)."""
+    if device.type == "cuda":
+        def run(fn):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1e3
+        return run
+
+    def run(fn):
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+    return run
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    timer = _timer(device)
+    timer(lambda: a @ b)  # warm-up
+    return 2 * n**3 / statistics.median(timer(lambda: a @ b) for _ in range(repeats)) / 1e9
+
+
+def flops_per_pixel(model: torch.nn.Module, device: torch.device, side: int = 256) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, 3, side, side, device=device)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x)
+    return counter.get_total_flops() / side**2
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_method(name: str, img: np.ndarray, device: torch.device, ref_gflops: float, args) -> dict:
+    h, w = img.shape[:2]
+    timer = _timer(device)
+    if name == "rl-sr":
+        from mdeblur_cli.benchmark import parse_psf
+        from mdeblur_cli.degrade import upscale_bicubic
+        from mdeblur_cli.rl import richardson_lucy
+
+        psf = parse_psf("gaussian:1.5")
+        x = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+        seconds = timer(lambda: upscale_bicubic(richardson_lucy(x, psf, 30), 2))
+        return {"method": name, "seconds": seconds, "mpix_per_s": h * w / seconds / 1e6, "flops_per_pixel": None,
+                "achieved_gflops": None, "ratio": None, "peak_rss_mb": peak_rss_mb()}
+    model = load_model(args.weights if name == "mdeblurgan" else args.unet_weights, device)
+    fpp = flops_per_pixel(model, device)
+    restore_array(img[:64, :64], model, device=device)  # warm-up
+    seconds = timer(lambda: restore_array(img, model, device=device, **({"tile": args.tile} if args.tile else {})))
+    achieved = fpp * h * w / seconds / 1e9
+    return {"method": name, "seconds": seconds, "mpix_per_s": h * w / seconds / 1e6, "flops_per_pixel": fpp,
+            "achieved_gflops": achieved, "ratio": achieved / ref_gflops, "peak_rss_mb": peak_rss_mb()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tile", type=int, default=None, help="restore's --tile (default: restore's own default)")
+    ap.add_argument("--methods", default="mdeblurgan,unet-sr,rl-sr")
+    ap.add_argument("--weights", default="mdeblurgan-x2")
+    ap.add_argument("--unet-weights", default="unet-sr-x2")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rng = np.random.default_rng(0)
+    from skimage import data
+    from skimage.transform import resize
+
+    base = data.astronaut()  # a real photograph (not a reserved image), resized to the test size
+    img = (resize(base, (args.size, args.size), anti_aliasing=True) * 255).astype(np.uint8)
+    img = np.clip(img.astype(np.int16) + rng.integers(-2, 3, img.shape), 0, 255).astype(np.uint8)
+    ref = matmul_gflops(device)
+    rows = [run_method(m.strip(), img, device, ref, args) for m in args.methods.split(",") if m.strip()]
+    print(f"restore speed, {args.size}x{args.size} 8-bit RGB, device {device}, {torch.get_num_threads()} threads; "
+          f"fp32 matmul (2048^2 torch.mm, median of 5): {ref:.1f} GFLOP/s")
+    print(f"{'method':12s} {'seconds':>8s} {'Mpx/s':>7s} {'kFLOP/px':>9s} {'GFLOP/s':>8s} {'ratio':>6s} {'peak RSS':>9s}")
+    for r in rows:
+        fpp = f"{r['flops_per_pixel'] / 1e3:9.0f}" if r["flops_per_pixel"] else f"{'-':>9s}"
+        gf = f"{r['achieved_gflops']:8.1f}" if r["achieved_gflops"] else f"{'-':>8s}"
+        ratio = f"{r['ratio']:6.2f}" if r["ratio"] else f"{'-':>6s}"
+        print(f"{r['method']:12s} {r['seconds']:8.2f} {r['mpix_per_s']:7.3f} {fpp} {gf} {ratio} "
+              f"{r['peak_rss_mb']:7.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps({"size": args.size, "device": str(device), "threads": torch.get_num_threads(),
+                                         "matmul_gflops": ref, "methods": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
