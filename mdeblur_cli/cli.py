@@ -113,7 +113,7 @@ def train(
             target = (out or Path("runs")) / "training_curve.png"
             target.parent.mkdir(parents=True, exist_ok=True)
             training_curve({str(r): read_metrics(r) for r in compare}, target)
-            console.print(f"wrote {target}")
+            console.print(f"wrote {target}", markup=False, highlight=False)
             return
         if resume is not None:
             if not (resume / "config.toml").is_file():
@@ -144,11 +144,20 @@ def train(
                 cfg.iters = epochs * iters_per_epoch(train_src, cfg)
             if epochs is not None and epochs < 1:
                 raise MdeblurError(f"--epochs {epochs}: must be 1 or more")
+            if epochs is not None and iters is not None:
+                raise MdeblurError("give --iters or --epochs, not both")
+            if init is not None and model is not None:
+                from .weights import read_metadata
+
+                arch = read_metadata(init)["arch"]
+                if arch != model:
+                    raise MdeblurError(f"--init {init} holds {arch} weights but --model says {model}; drop --model "
+                                       "(fine-tuning keeps the architecture of --init)")
             check_run_folder(Path(cfg.out), cfg.data, overwrite)
         run_training(cfg, console=console, resume=resume is not None)
     except KeyboardInterrupt as exc:
         console.print(f"[yellow]interrupted:[/yellow] {exc}. Resume with: mdeblur train --resume {cfg.out}")
-        raise typer.Exit(130) from None
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     except MdeblurError as exc:
         fail(exc)
 
@@ -329,13 +338,13 @@ def benchmark(
                           "input": figures.preview_input(p.lr, 2), "outputs": kept[p.name],
                           "truth": p.hr.permute(1, 2, 0).numpy(), "psnr": psnrs})
         figures.comparison_figure(items, figure)
-        console.print(f"figure: {figure}")
+        console.print(f"figure: {figure}", markup=False, highlight=False)
     if plot_params is not None:
         try:
             figures.params_plot(results, bm.header_line(rep)[:90], plot_params)
         except MdeblurError as exc:
             fail(exc)
-        console.print(f"plot: {plot_params}")
+        console.print(f"plot: {plot_params}", markup=False, highlight=False)
 
 
 def _print_robustness(reps: list[dict], json_out: Path | None, markdown: Path | None) -> None:
@@ -428,8 +437,8 @@ def simulate(
     try:
         inputs: tuple = ()
         if source in SPECIMENS:
-            if count < 1 or size < 64:
-                raise MdeblurError(f"--count {count} --size {size}: need at least 1 specimen of at least 64 px")
+            if count < 1 or not 64 <= size <= 8192:
+                raise MdeblurError(f"--count {count} --size {size}: need at least 1 specimen of 64 to 8192 px")
             if seed < 0 or seed * count >= TRAIN_SEED_LIMIT:
                 raise MdeblurError(f"--seed {seed}: procedural training seeds must lie in 0..{TRAIN_SEED_LIMIT // count - 1}")
             items = ((f"{source}_{seed * count + i:06d}", functools.partial(SPECIMENS[source], size, seed * count + i))

@@ -73,9 +73,11 @@ def expand_inputs(inputs: list[str], recursive: bool, exclude: Path | None = Non
         if is_image(p):  # a file, or an OME-Zarr folder
             files.append((p, Path(p.name)))
         elif p.is_dir():
-            found = [f for f in list_images(p, recursive) if not _inside(f, exclude)]
+            listed = list_images(p, recursive)
+            found = [f for f in listed if not _inside(f, exclude)]
             if not found:
-                raise MdeblurError(f"{p}: no images in folder")
+                raise MdeblurError(f"{p}: no images in folder" + (
+                    f" outside the output folder {exclude} (its contents are outputs, not inputs)" if listed else ""))
             files += [(f, f.relative_to(p)) for f in found]
         elif p.exists():
             files.append((p, Path(p.name)))  # read_series says what is wrong with it
@@ -152,6 +154,13 @@ def restore_file(
         raise MdeblurError(f"{dst}: cannot write (its folder {dst.parent} is a file)")
     result = FileResult()
     series = read_series(src, axes, max_pixels)
+    for s in series:
+        if s.data.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                bad = int(np.count_nonzero(~np.isfinite(s.data) | (np.abs(s.data) > FLOAT_LIMIT)))
+            if bad == s.data.size:
+                raise MdeblurError(f"{src}: no finite pixels (every sample is NaN or Inf)")
+            result.nonfinite += bad
     check_writable(dst, series)
     result.lost = lost_metadata(dst, series)
     out = []
@@ -162,9 +171,6 @@ def restore_file(
             raise MdeblurError(f"{src}: {exc}") from None
         data = restore_stack(s.data, s.axes, model, mode, s.meta.alpha, tile=tile, device=device, precision=precision,
                              progress=progress, normalize=normalize, percentiles=percentiles, norms=result.norms)
-        if s.data.dtype.kind == "f":
-            with np.errstate(invalid="ignore"):
-                result.nonfinite += int(np.count_nonzero(~np.isfinite(s.data) | (np.abs(s.data) > FLOAT_LIMIT)))
         meta = s.meta.scaled(model.scale)
         meta.ome.setdefault("Name", split_name(src)[0])  # the image's name in OME outputs
         out.append(Series(data, s.axes, meta))

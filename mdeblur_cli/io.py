@@ -61,7 +61,12 @@ def read_image(path: str | Path) -> Image:
             data, axes = np.moveaxis(data, axes.index("S"), -1), axes.replace("S", "") + "S"
         tail = len(axes) - axes.index("Y")
         pages += list(data.reshape(-1, *data.shape[-tail:]))
-    return Image(path, [_check_page(path, p) for p in pages])
+    pages = [_check_page(path, p) for p in pages]
+    for p in pages:
+        if p.dtype.kind == "f" and not np.isfinite(p).all():
+            raise MdeblurError(f"{path}: holds {int(np.count_nonzero(~np.isfinite(p)))} NaN/Inf sample(s); training, "
+                               "benchmarks and simulations need finite images (restore fills them)")
+    return Image(path, pages)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

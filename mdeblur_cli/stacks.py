@@ -553,6 +553,9 @@ def _raster_array(path: Path, s: Series, check_values: bool = True) -> np.ndarra
     if data.dtype.kind == "f" and ext != ".png":
         raise MdeblurError(f"{path}: {ext[1:].upper()} holds 8 bits; write this float image as .tif (or .png if "
                            "its values lie in [0, 1])")
+    if data.dtype.kind == "f" and check_values and not np.isfinite(data).all():
+        raise MdeblurError(f"{path}: NaN/Inf samples cannot be stored in a PNG (they stay NaN in the output); "
+                           "write .tif")
     if data.dtype.kind == "f" and check_values and (data.min() < 0 or data.max() > 1):
         raise MdeblurError(f"{path}: a float image with values outside [0, 1] would lose its intensities in a PNG; "
                            "write .tif")

@@ -36,6 +36,7 @@ from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
 from .metrics import psnr, ssim
 from .models import Discriminator, build_model, count_params, preset_config
+from .stacks import machine_memory
 from .vgg import DEFAULT_LAYER, PerceptualLoss, find_vgg19_weights, load_vgg19_features
 from .weights import load_model, save_weights
 
@@ -43,6 +44,7 @@ VAL_SEED = 1_000_003  # validation degradations use seeds from here, fixed acros
 STATE_FILE = "state.pt"
 BALANCE_BATCHES = 4  # batches measured by --loss-balance auto
 LOG_MSE_EPS = 1e-6  # 'log-mse' floor: patches beyond 60 dB stop pulling
+TRAIN_BYTES_PER_LR_PIXEL = 20_000  # training memory per low-res patch pixel (measured ~4.7 kB, small preset)
 BALANCE_SHARE = 0.10  # share of the MSE and of the SSIM term in the combined loss (paper: 5-15%)
 
 
@@ -117,6 +119,8 @@ class TrainConfig:
                 raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name):g}: a loss weight is 0 or more")
         if self.adv_start < 0:
             raise MdeblurError(f"--adv-start {self.adv_start}: must be 0 or more")
+        if not 0 <= self.seed < 2**31:
+            raise MdeblurError(f"--seed {self.seed}: use 0 to 2^31 - 1")
 
 
 RUN_FILES = ("state.pt", "best.safetensors", "last.safetensors", "metrics.csv", "config.toml")
@@ -348,6 +352,7 @@ class _StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal = signal.SIGINT
         self._old = {}
 
     def __enter__(self):
@@ -358,6 +363,7 @@ class _StopRequest:
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
+        self.signal = signum
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
@@ -380,6 +386,11 @@ METRIC_COLUMNS = ["iter", "epoch", "learning_rate", "loss", "mse", "ssim_term", 
 def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     """Run (or resume) a training run; writes best/last weights, state.pt, metrics.csv, train.log under cfg.out."""
     device = resolve_device(cfg.device)
+    need = cfg.batch_size * cfg.patch**2 * TRAIN_BYTES_PER_LR_PIXEL
+    if device.type == "cpu" and need > machine_memory():
+        raise MdeblurError(f"--batch-size {cfg.batch_size} --patch {cfg.patch}: about {need / 2**30:.0f} GiB of "
+                           f"activations (~{TRAIN_BYTES_PER_LR_PIXEL // 1000} kB per low-res pixel), more than this "
+                           f"machine's {machine_memory() / 2**30:.0f} GiB")
     dinfo = ddp.init(device.type)
     if dinfo.enabled and device.type == "cuda":
         device = torch.device("cuda", dinfo.local_rank)
@@ -593,7 +604,9 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         training_curve({out.name: read_metrics(out)}, out / "training_curve.png")
     ddp.shutdown(dinfo)
     if stopped_at is not None:
-        raise KeyboardInterrupt(f"stopped at iteration {stopped_at}; state saved to {out / STATE_FILE}")
+        exc = KeyboardInterrupt(f"stopped at iteration {stopped_at}; state saved to {out / STATE_FILE}")
+        exc.exit_code = 128 + int(stop.signal)  # 130 for Ctrl-C, 143 for SIGTERM, as the shell reports them
+        raise exc
     say(f"best validation PSNR {best['psnr']:.3f} dB, SSIM {best['ssim']:.4f} at iteration {best['iter']}; weights in {out}")
     return best
 

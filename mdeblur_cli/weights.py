@@ -54,6 +54,9 @@ def save_weights(path: str | Path, model: nn.Module, arch: str, provenance: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # readable like the run's other files, whatever the writer chose
     os.replace(tmp, path)
 
 
@@ -111,6 +114,9 @@ def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.d
         _check_shapes(path, meta["arch"], meta["config"])
         model = build_model(meta["arch"], meta["config"])
         state = load_file(str(path))
+        bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+        if bad is not None:
+            raise MdeblurError(f"{path}: weights hold NaN/Inf values ({bad}): a diverged or corrupt training run")
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]

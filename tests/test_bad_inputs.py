@@ -49,6 +49,22 @@ def _write(path, data):
     return path
 
 
+def _mkdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _nan_weights(tmp, weights):
+    """The tiny weights with every tensor NaN, metadata intact: a diverged run."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(weights, framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) * float("nan") for k in f.keys()}
+    save_file(state, str(tmp / "nan.safetensors"), metadata=meta)
+    return str(tmp / "nan.safetensors")
+
+
 def _weights(tmp, tiny_weights):
     return str(tiny_weights)
 
@@ -91,6 +107,15 @@ CASES = [
     ("JPEG bomb header", _make(lambda t: _jpeg_header(t / "bomb.jpg", 60000, 60000)), ["bomb.jpg", "exceed the limit"]),
     ("over --max-pixels", lambda t, w: ["restore", str(_png(t / "a.png")), "-o", str(t / "o.png"), "--max-pixels",
                                         "100", "--weights", w], ["a.png", "--max-pixels"]),
+    ("all-NaN float", _make(lambda t: tifffile.imwrite(t / "n.tif", np.full((8, 8), np.nan, np.float32))
+                            or t / "n.tif"), ["n.tif", "no finite pixels"]),
+    ("NaN float to PNG", lambda t, w: ["restore", str(t / "n.tif"), "-o", str(t / "o.png"), "--weights", w]
+     if tifffile.imwrite(t / "n.tif", np.where(np.eye(8) > 0, np.nan, 0.5).astype(np.float32)) is None else [],
+     ["o.png", "NaN"]),
+    ("NaN weights", lambda t, w: ["restore", str(_png(t / "a.png")), "-o", str(t / "o.png"), "--weights",
+                                  _nan_weights(t, w)], ["nan.safetensors", "NaN/Inf"]),
+    ("folder restored into itself", lambda t, w: ["restore", str(_png(t / "a.png").parent), "--out-dir", str(t),
+                                                  "--weights", w], ["output folder"]),
     # restore: outputs that cannot hold the result
     ("stack to PNG", _make(lambda t: tifffile.imwrite(t / "z.tif", np.zeros((3, 8, 8), np.uint8),
                                                       photometric="minisblack") or t / "z.tif"), ["out.png", "TIFF"]),
@@ -148,7 +173,19 @@ CASES = [
     ("train --out inside data", lambda t, w: ["train", str(_png(t / "d" / "a.png", 64, 64).parent), "--out",
                                               str(t / "d" / "run")], ["input"]),
     ("train --resume not a run", lambda t, w: ["train", "--resume", str(t)], ["not a run directory"]),
+    ("train --seed -1", lambda t, w: ["train", "builtin", "--seed", "-1", "--out", str(t / "run")], ["--seed -1"]),
+    ("train batch beyond memory", lambda t, w: ["train", "builtin", "--batch-size", "100000", "--device", "cpu",
+                                                "--out", str(t / "run")], ["--batch-size 100000", "GiB"]),
+    ("train --init vs --model", lambda t, w: ["train", "builtin", "--init", w, "--model", "unet-sr", "--out",
+                                              str(t / "run")], ["mdeblurgan", "--model"]),
+    ("train --iters and --epochs", lambda t, w: ["train", "builtin", "--iters", "2", "--epochs", "1", "--out",
+                                                 str(t / "run")], ["--iters or --epochs"]),
     # benchmark
+    ("benchmark --json under a file", lambda t, w: ["benchmark", "--limit", "1", "--json", str(_png(t / "a.png") / "r.json")],
+     ["a.png is a file"]),
+    ("benchmark NaN image", lambda t, w: ["benchmark", "--dataset", str(t / "d"), "--methods", "bicubic"]
+     if tifffile.imwrite(_mkdir(t / "d") / "n.tif", np.where(np.eye(64) > 0, np.nan, 0.5).astype(np.float32))
+     is None else [], ["n.tif", "NaN/Inf"]),
     ("benchmark --limit 0", lambda t, w: ["benchmark", "--limit", "0"], ["--limit 0"]),
     ("benchmark --limit -1", lambda t, w: ["benchmark", "--limit", "-1"], ["--limit -1"]),
     ("benchmark --psf disk:0", lambda t, w: ["benchmark", "--methods", "rl-sr", "--psf", "disk:0", "--limit", "1"],
@@ -169,7 +206,13 @@ CASES = [
      ["--camera-pixel 0"]),
     ("simulate --noise -5", lambda t, w: ["simulate", "plant", str(t / "s"), "--noise", "-5"], ["--noise -5"]),
     ("simulate --defocus 5:1", lambda t, w: ["simulate", "plant", str(t / "s"), "--defocus", "5:1"], ["--defocus"]),
+    ("simulate --size huge", lambda t, w: ["simulate", "plant", str(t / "s"), "--size", "100000000"], ["--size"]),
+    ("simulate OUT under a file", lambda t, w: ["simulate", "plant", str(_png(t / "a.png") / "s"), "--count", "1",
+                                                "--size", "64"], ["a.png is a file"]),
     # pairs align
+    ("pairs OUT is a file", lambda t, w: ["pairs", "align", str(_png(t / "lr" / "a.png").parent),
+                                          str(_png(t / "hr" / "a.png", 48, 48).parent), str(_png(t / "o.png"))],
+     ["o.png is a file"]),
     ("pairs missing folder", lambda t, w: ["pairs", "align", str(t / "lr"), str(t / "hr"), str(t / "o")],
      ["lr", "no such folder"]),
     ("pairs OUT holds its inputs", lambda t, w: ["pairs", "align", str(_png(t / "lr" / "a.png").parent),
@@ -260,3 +303,22 @@ def test_a_killed_writes_temp_file_is_not_an_input(tmp_path, tiny_weights):
     (src / ".mdeblur-k1llx2a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated by SIGKILL")
     res = runner.invoke(app, ["restore", str(src), "--out-dir", str(tmp_path / "o"), "--weights", str(tiny_weights)])
     assert res.exit_code == 0 and ".mdeblur-" not in res.output
+
+
+def test_a_nan_image_in_training_data_is_skipped(tmp_path, monkeypatch):
+    import mdeblur_cli.train as t
+
+    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {"width": 4, "sr_width": 8, **kw})
+    data = tmp_path / "hr"
+    data.mkdir()
+    for i in range(2):
+        _png(data / f"{i}.png", 96, 104)
+    nan = (smooth_image(96, 104, c=1)[..., 0]).astype(np.float32)
+    nan[5, 5] = np.nan
+    tifffile.imwrite(data / "nan.tif", nan)
+    res = runner.invoke(app, ["train", str(data), "--model", "unet-sr", "--iters", "2", "--batch-size", "2", "--patch",
+                              "24", "--val-every", "2", "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "nan.tif" in res.output and "NaN/Inf" in res.output and (tmp_path / "run" / "best.safetensors").exists()
+    mode = (tmp_path / "run" / "best.safetensors").stat().st_mode & 0o777
+    assert mode == (tmp_path / "run" / "metrics.csv").stat().st_mode & 0o777  # weights as readable as the logs
