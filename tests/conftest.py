@@ -39,3 +39,19 @@ def smooth_image(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
             img[..., ch] += np.sin(2 * np.pi * (fx * x + fy * y) + ph)
     img = (img - img.min()) / (img.max() - img.min())
     return img.astype(np.float32)
+
+
+TINY_TRAIN = ["--model", "unet-sr", "--preset", "tiny", "--iters", "2", "--batch-size", "2", "--patch", "24",
+              "--val-every", "2", "--device", "cpu"]
+
+
+@pytest.fixture
+def hr_folder(tmp_path):
+    """Two small HR images in a folder: the least `mdeblur train` accepts (use with TINY_TRAIN)."""
+    import cv2
+
+    data = tmp_path / "hr"
+    data.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(data / f"{i}.png"), np.rint(smooth_image(96, 104, seed=i)[..., ::-1] * 255).astype(np.uint8))
+    return data

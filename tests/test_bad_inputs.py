@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from mdeblur_cli.cli import app
 from mdeblur_cli.io import write_image
 
-from .conftest import smooth_image
+from .conftest import TINY_TRAIN, smooth_image
 
 runner = CliRunner()
 
@@ -305,19 +305,11 @@ def test_a_killed_writes_temp_file_is_not_an_input(tmp_path, tiny_weights):
     assert res.exit_code == 0 and ".mdeblur-" not in res.output
 
 
-def test_a_nan_image_in_training_data_is_skipped(tmp_path, monkeypatch):
-    import mdeblur_cli.train as t
-
-    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {"width": 4, "sr_width": 8, **kw})
-    data = tmp_path / "hr"
-    data.mkdir()
-    for i in range(2):
-        _png(data / f"{i}.png", 96, 104)
+def test_a_nan_image_in_training_data_is_skipped(tmp_path, hr_folder):
     nan = (smooth_image(96, 104, c=1)[..., 0]).astype(np.float32)
     nan[5, 5] = np.nan
-    tifffile.imwrite(data / "nan.tif", nan)
-    res = runner.invoke(app, ["train", str(data), "--model", "unet-sr", "--iters", "2", "--batch-size", "2", "--patch",
-                              "24", "--val-every", "2", "--device", "cpu", "--out", str(tmp_path / "run")])
+    tifffile.imwrite(hr_folder / "nan.tif", nan)
+    res = runner.invoke(app, ["train", str(hr_folder), *TINY_TRAIN, "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     assert "nan.tif" in res.output and "NaN/Inf" in res.output and (tmp_path / "run" / "best.safetensors").exists()
     mode = (tmp_path / "run" / "best.safetensors").stat().st_mode & 0o777

@@ -6,7 +6,7 @@ from mdeblur_cli import __version__
 from mdeblur_cli.cli import app
 from mdeblur_cli.io import read_image, write_image
 
-from .conftest import smooth_image
+from .conftest import TINY_TRAIN, smooth_image
 
 runner = CliRunner()
 
@@ -178,18 +178,12 @@ def test_restore_prints_the_intensity_mapping(tmp_path, tiny_weights):
     assert res.exit_code == 0 and "percentiles 1-99%" in res.output and "inverted after" in res.output
 
 
-def test_training_runs_are_not_replaced_and_resume_from_anywhere(tmp_path, monkeypatch):
+def test_training_runs_are_not_replaced_and_resume_from_anywhere(tmp_path, hr_folder, monkeypatch):
     import mdeblur_cli.train as t
 
-    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {"width": 4, "sr_width": 8, **kw})
-    data = tmp_path / "hr"
-    data.mkdir()
-    for i in range(2):
-        _png(data / f"{i}.png", 96, 104)
-    (data / "broken.png").write_bytes(b"junk")  # one unreadable file is skipped with a warning
+    (hr_folder / "broken.png").write_bytes(b"junk")  # one unreadable file is skipped with a warning
     monkeypatch.chdir(tmp_path)
-    args = ["train", "hr", "--model", "unet-sr", "--iters", "2", "--batch-size", "2", "--patch", "24",
-            "--val-every", "2", "--device", "cpu", "--out", "run"]
+    args = ["train", "hr", *TINY_TRAIN, "--out", "run"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "warning: skipped:" in res.output and "broken.png" in res.output  # one line, not a source location
