@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--weights", default="mdeblurgan-x2")
     ap.add_argument("--unet-weights", default="unet-sr-x2")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--tiles", default=None, help="also sweep these --tile values for mdeblurgan, e.g. 256,320,512,0 "
+                    "(0: the whole image in one pass)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -119,9 +121,20 @@ def main() -> None:
         ratio = f"{r['ratio']:6.2f}" if r["ratio"] else f"{'-':>6s}"
         print(f"{r['method']:12s} {r['seconds']:8.2f} {r['mpix_per_s']:7.3f} {fpp} {gf} {ratio} "
               f"{r['peak_rss_mb']:7.0f} MB")
+    sweep = []
+    if args.tiles:
+        model = load_model(args.weights, device)
+        fpp = flops_per_pixel(model, device)
+        timer = _timer(device)
+        print(f"tile sweep, mdeblurgan, {args.size}x{args.size}:")
+        for tile in (int(t) for t in args.tiles.split(",")):
+            seconds = timer(lambda: restore_array(img, model, device=device, tile=tile or 1 << 16))  # noqa: B023
+            ratio = fpp * img.shape[0] * img.shape[1] / seconds / 1e9 / ref
+            sweep.append({"tile": tile or "whole", "seconds": seconds, "ratio": ratio})
+            print(f"  tile {tile or 'whole':>5}: {seconds:6.2f} s, ratio {ratio:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"size": args.size, "device": str(device), "threads": torch.get_num_threads(),
-                                         "matmul_gflops": ref, "methods": rows}, indent=2) + "\n")
+                                         "matmul_gflops": ref, "methods": rows, "tile_sweep": sweep}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,15 @@ from .errors import MdeblurError
 from .io import atomic_write, is_image, list_images
 from .models import SelfEnsemble
 from .normalize import MODES, Normalization
-from .restore import CHANNEL_MODES, FLOAT_LIMIT, MIN_TILE, choose_channels, model_percentiles, restore_stack
+from .restore import (
+    CHANNEL_MODES,
+    DEFAULT_TILE,
+    FLOAT_LIMIT,
+    MIN_TILE,
+    choose_channels,
+    model_percentiles,
+    restore_stack,
+)
 from .stacks import WRITE_EXT, Series, check_writable, lost_metadata, read_series, split_name, write_series
 from .weights import load_model
 
@@ -33,7 +41,7 @@ class RestoreJob:
     out_dir: Path | None = None
     weights: str = "mdeblurgan-x2"
     recursive: bool = False
-    tile: int = 256
+    tile: int = DEFAULT_TILE
     device: str = "auto"
     precision: str = "fp32"
     suffix: str = "_x2"
@@ -138,7 +146,7 @@ def plan_outputs(job: RestoreJob, files: list[tuple[Path, Path]]) -> tuple[list[
 
 def restore_file(
     src: str | Path, dst: str | Path, model: nn.Module, axes: str | None = None, channels: str = "auto",
-    normalize: str = "auto", percentiles: tuple[float, float] | None = None, tile: int = 256,
+    normalize: str = "auto", percentiles: tuple[float, float] | None = None, tile: int = DEFAULT_TILE,
     device: torch.device | str = "cpu", precision: str = "fp32", progress=None, max_pixels: int | None = None,
 ) -> FileResult:
     """Restore one file into `dst` (atomically, replacing it if it exists), keeping axes, channels,

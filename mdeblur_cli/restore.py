@@ -18,6 +18,7 @@ from .stacks import Series, check_axes, check_dtype
 
 MULTIPLE = 8  # tile origins on the network's downsampling grid
 MIN_TILE = 64
+DEFAULT_TILE = 320  # the fastest on CPU at 1024^2 (8.5 s; 256: 9.6 s, 512: 9.4 s, whole image: 10.9 s)
 
 
 @dataclass(frozen=True)
@@ -30,33 +31,38 @@ class Window:
     x1: int
 
 
-CONTEXT = 48  # low-res px of context read around each tile and discarded (the network's reach)
+CONTEXT = 48  # low-res px of context read around each tile and discarded, for models that do not say theirs
 BLEND = 16  # low-res px over which neighbouring tiles cross-fade
 
 
-def tile_margins(tile: int) -> tuple[int, int]:
-    """Context discarded at a tile's inner edges, and the width of the linear blend after it."""
-    return CONTEXT, BLEND
+def model_context(model: nn.Module) -> int:
+    """The context a model needs around each tile (its `context` attribute: the network's reach)."""
+    return getattr(model, "context", None) or CONTEXT
 
 
-def _starts(size: int, tile: int, step: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, step))
-    return starts + [size - tile]
+def _spans(size: int, tile: int, context: int) -> list[tuple[int, int]]:
+    """(start, end) of the windows along one side: as few as tiles of at most `tile` allow, all the same
+    length, so that no window is mostly overlap (a fixed step would leave a last window that repeats most of
+    its neighbour)."""
+    margin = 2 * context + BLEND
+    if size <= tile + margin:
+        return [(0, size)]
+    n = -(-(size - margin) // tile)  # windows needed
+    step = -(-(size - margin) // n)
+    step = -(-step // MULTIPLE) * MULTIPLE  # origins on the network's grid
+    starts = [min(i * step, size - step - margin) // MULTIPLE * MULTIPLE for i in range(n)]
+    return [(y0, min(size, y0 + step + margin)) for y0 in starts]
 
 
-def windows(h: int, w: int, tile: int) -> Iterator[Window]:
+def windows(h: int, w: int, tile: int, context: int = CONTEXT) -> Iterator[Window]:
     """Overlapping windows covering an (h, w) image whose sides are multiples of MULTIPLE.
 
-    Each window is the tile plus its context on both sides plus the blend, and windows step by `tile`,
-    so every output pixel is covered by weights that sum to one.
+    Each window is a tile of at most `tile` plus `context` on both sides plus the blend; consecutive windows
+    overlap by exactly the two contexts and the blend, so every output pixel is covered by weights that sum to one.
     """
-    pad, blend = tile_margins(tile)
-    size = tile + 2 * pad + blend
-    for y0 in _starts(h, size, tile):
-        for x0 in _starts(w, size, tile):
-            yield Window(y0, min(h, y0 + size), x0, min(w, x0 + size))
+    for y0, y1 in _spans(h, tile, context):
+        for x0, x1 in _spans(w, tile, context):
+            yield Window(y0, y1, x0, x1)
 
 
 def edge_weights(n: int, start_inner: bool, end_inner: bool, pad: int, blend: int) -> np.ndarray:
@@ -74,8 +80,8 @@ def edge_weights(n: int, start_inner: bool, end_inner: bool, pad: int, blend: in
 
 def _forward(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     ctx = torch.autocast("cuda", dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-    with torch.no_grad(), ctx:
-        return model(x)[0].float()
+    with torch.inference_mode(), ctx:  # channels_last: +10-30% on CPU (oneDNN) and on CUDA (tensor cores)
+        return model(x.contiguous(memory_format=torch.channels_last))[0].float()
 
 
 def restore_tensor(
@@ -94,14 +100,14 @@ def restore_tensor(
     """
     h, w, c = shape
     s = model.scale
-    pad, blend = tile_margins(tile)
+    pad, blend = model_context(model), BLEND
     if max(h, w) <= tile + 2 * pad + blend:
         x = torch.from_numpy(read(Window(0, h, 0, w)).transpose(2, 0, 1).copy())[None].to(device)
         out[...] = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
         return
     acc = np.zeros(out.shape, np.float32)
     total = np.zeros(out.shape[:2], np.float32)
-    wins = list(windows(h, w, tile))
+    wins = list(windows(h, w, tile, pad))
     for i, win in enumerate(wins):
         x = torch.from_numpy(read(win).transpose(2, 0, 1).copy())[None].to(device)
         y = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
@@ -126,7 +132,7 @@ def _pad_reflect(img: np.ndarray) -> np.ndarray:
 
 
 def restore_float(
-    model: nn.Module, img: np.ndarray, tile: int = 256, device: torch.device | str = "cpu",
+    model: nn.Module, img: np.ndarray, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None, clip: bool = True,
 ) -> np.ndarray:
     """Restore a float32 (H, W, C) image, normalised to about [0, 1], with the model's channel count.
@@ -135,7 +141,7 @@ def restore_float(
     """
     device = resolve_device(device) if isinstance(device, str) else device
     dtype = resolve_precision(precision, device)
-    model = model.to(device)
+    model = model.to(device, memory_format=torch.channels_last)
     h, w = img.shape[:2]
     s = model.scale
     padded = _pad_reflect(img.astype(np.float32))
@@ -286,7 +292,7 @@ def _cast(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def restore_stack(
     data: np.ndarray, axes: str, model: nn.Module, channels: str = "auto", alpha: bool = False,
-    declared_rgb: bool = True, tile: int = 256, device: torch.device | str = "cpu", precision: str = "fp32",
+    declared_rgb: bool = True, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu", precision: str = "fp32",
     progress: Callable[[int, int], None] | None = None, normalize: str = "auto",
     percentiles: tuple[float, float] | None = None, norms: list[Normalization] | None = None,
 ) -> np.ndarray:
@@ -320,7 +326,7 @@ def restore_stack(
 
 
 def restore_array(
-    array: np.ndarray, model: nn.Module, tile: int = 256, device: torch.device | str = "cpu",
+    array: np.ndarray, model: nn.Module, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
     normalize: str = "auto", percentiles: tuple[float, float] | None = None,
     axes: str | None = None, channels: str = "auto", alpha: bool = False,

@@ -22,9 +22,9 @@ def test_tiled_equals_whole_image(tiny_model, tile):
 def test_windows_cover_the_image_with_unit_weights():
     h, w, tile = 408, 344, 64
     s = 1
-    from mdeblur_cli.restore import tile_margins
+    from mdeblur_cli.restore import BLEND, CONTEXT
 
-    pad, blend = tile_margins(tile)
+    pad, blend = CONTEXT, BLEND
     total = np.zeros((h, w))
     for win in windows(h, w, tile):
         assert win.y0 % 8 == 0 and win.x0 % 8 == 0

@@ -27,6 +27,7 @@ class SelfEnsemble(nn.Module):
         super().__init__()
         self.model = model
         self.scale = model.scale
+        self.context = getattr(model, "context", None)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sr_sum = deblurred_sum = None
