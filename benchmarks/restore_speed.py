@@ -87,6 +87,34 @@ def run_method(name: str, img: np.ndarray, device: torch.device, ref_gflops: flo
             "achieved_gflops": achieved, "ratio": achieved / ref_gflops, "peak_rss_mb": peak_rss_mb()}
 
 
+def onnx_vs_torch(weights: str, sides: tuple[int, ...] = (256, 400)) -> None:
+    """One forward pass of the exported ONNX graph in onnxruntime against torch (channels_last, inference_mode)."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from mdeblur_cli.export import RestoredImage, export
+
+    model = load_model(weights)
+    path = Path(tempfile.mkdtemp()) / "m.onnx"
+    export(model, "onnx", path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    net = RestoredImage(model).to(memory_format=torch.channels_last)
+    for side in sides:
+        x = torch.rand(1, 3, side, side)
+        session.run(None, {"input": x.numpy()})
+        t = time.perf_counter()
+        session.run(None, {"input": x.numpy()})
+        t_ort = time.perf_counter() - t
+        with torch.inference_mode():
+            xc = x.contiguous(memory_format=torch.channels_last)
+            net(xc)
+            t = time.perf_counter()
+            net(xc)
+            t_torch = time.perf_counter() - t
+        print(f"onnxruntime vs torch, one {side}^2 window: {t_ort:.3f} s vs {t_torch:.3f} s, ratio {t_ort / t_torch:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
@@ -98,6 +126,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tiles", default=None, help="also sweep these --tile values for mdeblurgan, e.g. 256,320,512,0 "
                     "(0: the whole image in one pass)")
+    ap.add_argument("--onnx", action="store_true", help="also time onnxruntime against torch on one window")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -132,6 +161,8 @@ def main() -> None:
             ratio = fpp * img.shape[0] * img.shape[1] / seconds / 1e9 / ref
             sweep.append({"tile": tile or "whole", "seconds": seconds, "ratio": ratio})
             print(f"  tile {tile or 'whole':>5}: {seconds:6.2f} s, ratio {ratio:.2f}")
+    if args.onnx:
+        onnx_vs_torch(args.weights)
     if args.json:
         args.json.write_text(json.dumps({"size": args.size, "device": str(device), "threads": torch.get_num_threads(),
                                          "matmul_gflops": ref, "methods": rows, "tile_sweep": sweep}, indent=2) + "\n")

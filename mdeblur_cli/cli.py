@@ -369,6 +369,25 @@ def _print_robustness(reps: list[dict], json_out: Path | None, markdown: Path | 
             path.write_text(text + "\n")
 
 
+@app.command(epilog="Examples:\n\n  mdeblur export --format onnx -o mdeblurgan-x2.onnx\n\n  mdeblur export --weights runs/mine/best.safetensors --format torchscript -o mine.pt")
+def export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write (.onnx or .pt).")],
+    weights: Annotated[str, typer.Option(help="Shipped model name or .safetensors path.")] = "mdeblurgan-x2",
+    fmt: Annotated[str, typer.Option("--format", help="onnx (needs the onnx extra) or torchscript.")] = "onnx",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+) -> None:
+    """Export the generator for other runtimes (dynamic height and width, multiples of 8; normalised input)."""
+    from .export import export as run_export
+    from .weights import load_model
+
+    try:
+        info = run_export(load_model(weights), fmt, output, overwrite)
+    except MdeblurError as exc:
+        fail(exc)
+    console.print(f"wrote {output} ({fmt}, x{info['scale']}; input {info['input']}; normalisation "
+                  f"percentiles {info['normalization']['percentiles']})", markup=False, highlight=False, soft_wrap=True)
+
+
 datasets_app = typer.Typer(help="Named datasets: what is found where.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 

@@ -1,0 +1,84 @@
+"""Export a generator for other runtimes: ONNX (onnxruntime, deepImageJ, ilastik) and TorchScript.
+
+The exported graph maps a float32 (N, 3, H, W) image, normalised as `restore` does (see the weights'
+normalisation record), to the (N, 3, sH, sW) restored image. H and W are dynamic but must be multiples of 8
+(the network's downsampling grid; `restore` pads to them itself, a runtime must too).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import MdeblurError
+
+FORMATS = ("onnx", "torchscript")
+EXAMPLE_SIDE = 64  # the traced example; any multiple of 8 works at run time
+OPSET = 17
+
+
+class RestoredImage(nn.Module):
+    """The generator with one output, the restored image (the deblurred low-res image is dropped)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, 3, sH, sW)
+        return self.model(x)[0]
+
+
+def describe(model: nn.Module) -> dict:
+    """What a runtime needs to know to use the export, stored in the file."""
+    from . import __version__
+    from .restore import model_percentiles
+
+    return {"mdeblur_version": __version__, "arch": getattr(model, "arch", type(model).__name__),
+            "scale": model.scale, "input": "float32 (N, 3, H, W), H and W multiples of 8",
+            "normalization": {"mode": "percentile", "percentiles": list(model_percentiles(model)),
+                              "note": "8-bit input: divide by 255 instead; map the output back by the inverse"},
+            "provenance": getattr(model, "provenance", {})}
+
+
+def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise MdeblurError(f"{path}: ONNX export needs the onnx extra: pip install 'mdeblur[onnx]'") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constant shapes: the graph is checked below
+        torch.onnx.export(net, (example,), str(path), input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
+                                        "output": {0: "batch", 2: "height_x", 3: "width_x"}},
+                          opset_version=OPSET, dynamo=False)
+    graph = onnx.load(str(path))
+    graph.metadata_props.add(key="mdeblur", value=json.dumps(info))
+    onnx.save(graph, str(path))
+
+
+def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, example, check_trace=False)
+    torch.jit.save(traced, str(path), _extra_files={"mdeblur.json": json.dumps(info)})
+
+
+def export(model: nn.Module, fmt: str, path: str | Path, overwrite: bool = False) -> dict:
+    """Write `model` as `fmt` (onnx or torchscript) to `path`, atomically; returns the stored description."""
+    from .io import atomic_write
+
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise MdeblurError(f"--format {fmt}: use {' or '.join(FORMATS)}")
+    if path.exists() and not overwrite:
+        raise MdeblurError(f"{path}: exists (use --overwrite to replace it)")
+    net = RestoredImage(model.cpu().eval()).eval()
+    example = torch.rand(1, 3, EXAMPLE_SIDE, EXAMPLE_SIDE)
+    info = describe(model)
+    write = _export_onnx if fmt == "onnx" else _export_torchscript
+    atomic_write(path, lambda tmp: write(net, example, tmp, info))
+    return info
