@@ -176,7 +176,7 @@ def restore(
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists: resumes an interrupted batch.")] = False,
     axes: Annotated[str | None, typer.Option(help="Override the file's axes: YX, CYX, YXC, ZYX, TZCYX, YXS (samples)... Only Y and X are restored; the rest are iterated.")] = None,
-    max_pixels: Annotated[int | None, typer.Option(help="Refuse images of more pixels than this (every plane counted, channels not), read from the header before decoding. [default: what this machine's memory can restore, ~100 bytes per pixel]")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Refuse images of more pixels than this (every plane counted, channels not), read from the header before decoding. [default: what this machine's memory can restore, ~200 bytes per pixel]")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of unexpected errors instead of a one-line report.")] = False,
     channels: Annotated[str, typer.Option(help="auto (rgb for 8-bit images declared RGB: PNG/JPEG colour, TIFF photometric RGB; else independent), rgb (colour mixed: brightfield, histology) or independent (each channel alone: fluorescence).")] = "auto",
     self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Average over the 8 flips/quarter turns: 8x slower; measured +0.3 dB for the shipped model.")] = False,

@@ -160,7 +160,8 @@ def check_axes(axes: str, shape: tuple[int, ...], where: str = "") -> str:
     return axes
 
 
-BYTES_PER_PIXEL = 100  # what restoring costs in memory per input pixel (float buffers at x2, output, the network)
+BYTES_PER_PIXEL = 200  # what restoring costs in memory per input pixel (float buffers at x2, output, the network):
+# measured ~200 B by benchmarks/restore_memory.py (2048^2 gray: 1080 MB peak from a 232 MB start)
 
 
 def machine_memory() -> int:
