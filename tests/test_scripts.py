@@ -39,3 +39,18 @@ def test_library_warnings_stay_off_stderr(tmp_path):
     res = _run("-m", "mdeblur_cli", "restore", str(tmp_path / "p.png"), "-o", str(tmp_path / "q.png"))
     assert res.returncode == 0, res.stderr
     assert "libpng" not in res.stderr and "tifffile" not in res.stderr
+
+
+def test_restore_speed_quick_run(tmp_path):
+    res = _run("benchmarks/restore_speed.py", "--size", "128", "--json", str(tmp_path / "s.json"))
+    assert res.returncode == 0, res.stderr
+    import json
+
+    rows = {r["method"]: r for r in json.loads((tmp_path / "s.json").read_text())["methods"]}
+    assert set(rows) == {"mdeblurgan", "unet-sr", "rl-sr"} and rows["mdeblurgan"]["flops_per_pixel"] > 1e5
+
+
+def test_restore_memory_quick_run():
+    res = _run("benchmarks/restore_memory.py", "--sides", "256")
+    assert res.returncode == 0, res.stderr
+    assert "256^2: peak RSS" in res.stdout
