@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from . import stream
 from .device import resolve_device, resolve_precision
 from .distributed import env_info
 from .errors import MdeblurError
@@ -64,6 +65,7 @@ class FileResult:
     norms: list[Normalization] = field(default_factory=list)
     lost: dict[str, str] = field(default_factory=dict)  # calibration items of the input the output cannot keep
     nonfinite: int = 0  # NaN/Inf samples of the input: filled for the network, NaN again in the output
+    streamed: bool = False  # restored band by band from a memory map into a tiled BigTIFF
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
@@ -161,6 +163,19 @@ def restore_file(
     if dst.parent.exists() and not dst.parent.is_dir():
         raise MdeblurError(f"{dst}: cannot write (its folder {dst.parent} is a file)")
     result = FileResult()
+    streamable = stream.probe(src, dst, axes, channels)
+    if streamable is not None:  # a large plain TIFF: bounded memory, tiles straight into a tiled BigTIFF
+        rgb, meta = streamable
+        dev = resolve_device(device) if isinstance(device, str) else device
+        dtype = resolve_precision(precision, dev)
+        pct = percentiles or model_percentiles(model)
+        try:
+            atomic_write(dst, lambda tmp: result.norms.append(stream.write_streamed(
+                src, tmp, model, rgb, normalize, pct, tile, dev, dtype, meta, progress)))
+        except OSError as exc:
+            raise MdeblurError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+        result.modes, result.streamed = ["rgb" if rgb else "independent"], True
+        return result
     series = read_series(src, axes, max_pixels)
     for s in series:
         if s.data.dtype.kind == "f":

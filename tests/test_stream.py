@@ -1,0 +1,46 @@
+"""Large plain TIFFs stream: memory-mapped windows, one band at a time, tiles into a tiled BigTIFF; the result
+equals the in-memory restore."""
+
+import numpy as np
+import pytest
+import tifffile
+
+import mdeblur_cli.stream as stream
+from mdeblur_cli.files import restore_file
+from mdeblur_cli.restore import restore_array
+
+from .conftest import smooth_image
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_streamed_equals_in_memory(tmp_path, tiny_model, monkeypatch, rgb):
+    monkeypatch.setattr(stream, "STREAM_MIN_PIXELS", 1)  # stream even this small image
+    if rgb:
+        a = np.rint(smooth_image(250, 190) * 255).astype(np.uint8)
+        tifffile.imwrite(tmp_path / "in.tif", a, photometric="rgb", resolution=(2000.0, 2000.0),
+                         resolutionunit="CENTIMETER")
+    else:
+        a = np.rint(100 + smooth_image(301, 517, c=1)[..., 0] * 3000).astype(np.uint16)
+        tifffile.imwrite(tmp_path / "in.tif", a, resolution=(2000.0, 2000.0), resolutionunit="CENTIMETER")
+    res = restore_file(tmp_path / "in.tif", tmp_path / "out.tif", tiny_model, tile=64)
+    assert res.streamed and len(res.norms) == 1
+    ref = restore_array(a, tiny_model, tile=64)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages[0]
+        assert tif.is_bigtiff and page.is_tiled and page.tags["XResolution"].value[0] / page.tags["XResolution"].value[1] == pytest.approx(4000)
+        out = tif.asarray()
+    assert out.shape == ref.shape and out.dtype == a.dtype
+    assert np.abs(out.astype(np.int64) - ref).max() <= 1  # the same windows and weights; rounding only
+
+
+def test_small_or_compressed_or_microscopy_files_do_not_stream(tmp_path, tiny_model):
+    a = np.zeros((64, 64), np.uint16)
+    tifffile.imwrite(tmp_path / "small.tif", a)
+    assert stream.probe(tmp_path / "small.tif", tmp_path / "o.tif", None, "auto") is None  # below the size
+    big = (stream.STREAM_MIN_PIXELS // 64 + 1, 64)
+    tifffile.imwrite(tmp_path / "z.tif", np.zeros(big, np.uint8), compression="zlib")
+    assert stream.probe(tmp_path / "z.tif", tmp_path / "o.tif", None, "auto") is None  # not memory-mappable
+    tifffile.imwrite(tmp_path / "m.tif", np.zeros(big, np.uint8))
+    assert stream.probe(tmp_path / "m.tif", tmp_path / "o.tif", None, "auto") is not None
+    assert stream.probe(tmp_path / "m.tif", tmp_path / "o.ome.tif", None, "auto") is None  # OME out: metadata path
+    assert stream.probe(tmp_path / "m.tif", tmp_path / "o.png", None, "auto") is None
