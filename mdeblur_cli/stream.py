@@ -43,10 +43,13 @@ def _read(arr, y0: int, y1: int, x0: int, x1: int, h: int, w: int) -> np.ndarray
 def stream_restore(
     arr, model: nn.Module, rgb: bool, norm: Normalization, tile: int, device: torch.device,
     dtype: torch.dtype = torch.float32, progress: Callable[[int, int], None] | None = None,
+    reopen: Callable[[], np.ndarray] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the restored image's rows in order, as (rows, W*s[, 3]) blocks in the input's dtype.
 
     `arr` is (H, W) gray or (H, W, 3) RGB, any array that slices (a memmap); `norm` maps it to network units.
+    `reopen` gives a fresh map for each band, so the pages of finished bands leave this process's memory.
+    Two fixed buffers of one window height hold the band being accumulated.
     """
     h, w = arr.shape[:2]
     s, ctx = model.scale, model_context(model)
@@ -54,14 +57,13 @@ def stream_restore(
     rows, cols = _spans(hp, tile, ctx), _spans(wp, tile, ctx)
     c = 3 if rgb else 1
     lo, hi = dtype_range(arr.dtype)
-    acc = np.zeros((0, wp * s, c), np.float32)
-    wsum = np.zeros((0, wp * s), np.float32)
+    height = max(y1 - y0 for y0, y1 in rows) * s
+    acc = np.zeros((height, wp * s, c), np.float32)
+    wsum = np.zeros((height, wp * s), np.float32)
     done, base = 0, 0  # windows done; output row of acc[0]
     for i, (y0, y1) in enumerate(rows):
-        grow = y1 * s - base - acc.shape[0]  # extend the rolling buffer down to this band's last row
-        if grow > 0:
-            acc = np.concatenate([acc, np.zeros((grow, wp * s, c), np.float32)])
-            wsum = np.concatenate([wsum, np.zeros((grow, wp * s), np.float32)])
+        if reopen is not None:
+            arr = reopen()
         wy = edge_weights((y1 - y0) * s, y0 > 0, y1 < hp, ctx * s, BLEND * s)
         for x0, x1 in cols:
             x = norm.apply(_read(arr, y0, y1, x0, x1, h, w))
@@ -83,7 +85,10 @@ def stream_restore(
             out = np.rint(np.clip(out, lo, hi))
         out = out[: max(0, min(n, h * s - base)), : w * s].astype(arr.dtype)
         yield out if rgb else out[..., 0]
-        acc, wsum, base = acc[n:], wsum[n:], final
+        keep = acc.shape[0] - n  # rows the next band adds to: move them up, clear the rest
+        acc[:keep], wsum[:keep] = acc[n:].copy(), wsum[n:].copy()
+        acc[keep:], wsum[keep:] = 0, 0
+        base = final
 
 
 def _full(t: np.ndarray, side: int) -> np.ndarray:
@@ -162,6 +167,7 @@ def write_streamed(src: Path, dst: Path, model: nn.Module, rgb: bool, normalize:
     kw = _tiff_kwargs(Series(np.empty((1, 1, 3) if rgb else (1, 1), arr.dtype), "YXS" if rgb else "YX", meta.scaled(s)))
     kw.pop("planarconfig", None)
     with tifffile.TiffWriter(dst, bigtiff=True) as tif:
-        tif.write(tiles(stream_restore(arr, model, rgb, norm, tile, device, dtype, progress)), shape=shape,
+        tif.write(tiles(stream_restore(arr, model, rgb, norm, tile, device, dtype, progress,
+                                       reopen=lambda: open_memmap(src))), shape=shape,
                   dtype=arr.dtype, tile=(OUT_TILE, OUT_TILE), **kw)
     return norm
