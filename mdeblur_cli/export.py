@@ -70,12 +70,12 @@ def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, info:
 def export(model: nn.Module, fmt: str, path: str | Path, overwrite: bool = False) -> dict:
     """Write `model` as `fmt` (onnx or torchscript) to `path`, atomically; returns the stored description."""
     from .io import atomic_write
+    from .paths import check_new_file
 
     path = Path(path)
     if fmt not in FORMATS:
         raise MdeblurError(f"--format {fmt}: use {' or '.join(FORMATS)}")
-    if path.exists() and not overwrite:
-        raise MdeblurError(f"{path}: exists (use --overwrite to replace it)")
+    check_new_file(path, overwrite, "-o")
     net = RestoredImage(model.cpu().eval()).eval()
     example = torch.rand(1, 3, EXAMPLE_SIDE, EXAMPLE_SIDE)
     info = describe(model)

@@ -20,13 +20,14 @@ from .errors import MdeblurError
 from .io import atomic_write, is_image, list_images
 from .models import SelfEnsemble
 from .normalize import MODES, Normalization
+from .paths import check_folder_path
 from .restore import (
     CHANNEL_MODES,
     DEFAULT_TILE,
-    FLOAT_LIMIT,
-    MIN_TILE,
+        MIN_TILE,
     choose_channels,
     model_percentiles,
+    nonfinite_mask,
     restore_stack,
 )
 from .stacks import WRITE_EXT, Series, check_writable, lost_metadata, read_series, split_name, write_series
@@ -116,9 +117,9 @@ def plan_outputs(job: RestoreJob, files: list[tuple[Path, Path]]) -> tuple[list[
         raise MdeblurError("give either -o/--output FILE or --out-dir DIR, not both")
     if job.overwrite and job.skip_existing:
         raise MdeblurError("--overwrite and --skip-existing contradict each other; give one")
-    for folder in (job.out_dir, job.output.parent if job.output is not None else None):
-        if folder is not None and folder.exists() and not folder.is_dir():
-            raise MdeblurError(f"{folder}: is a file, not a folder; outputs cannot be written there")
+    for folder, option in ((job.out_dir, "--out-dir"), (job.output.parent if job.output else None, "the folder of -o")):
+        if folder is not None:
+            check_folder_path(folder, option)
     if job.output is not None and len(files) != 1:
         raise MdeblurError(f"-o {job.output}: {len(files)} inputs need --out-dir")
     if job.output is not None:
@@ -160,8 +161,7 @@ def restore_file(
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
         raise MdeblurError(f"{dst}: refusing to write over an input")
-    if dst.parent.exists() and not dst.parent.is_dir():
-        raise MdeblurError(f"{dst}: cannot write (its folder {dst.parent} is a file)")
+    check_folder_path(dst.parent, f"the folder of {dst}")
     result = FileResult()
     streamable = stream.probe(src, dst, axes, channels)
     if streamable is not None:  # a large plain TIFF: bounded memory, tiles straight into a tiled BigTIFF
@@ -179,8 +179,7 @@ def restore_file(
     series = read_series(src, axes, max_pixels)
     for s in series:
         if s.data.dtype.kind == "f":
-            with np.errstate(invalid="ignore"):
-                bad = int(np.count_nonzero(~np.isfinite(s.data) | (np.abs(s.data) > FLOAT_LIMIT)))
+            bad = int(np.count_nonzero(nonfinite_mask(s.data)))
             if bad == s.data.size:
                 raise MdeblurError(f"{src}: no finite pixels (every sample is NaN or Inf)")
             result.nonfinite += bad

@@ -40,7 +40,7 @@ def check_folder_path(folder: Path, option: str) -> None:
     for p in (folder, *folder.parents):
         if p.exists():
             if not p.is_dir():
-                raise MdeblurError(f"{folder}: {option} cannot be made there: {p} is a file")
+                raise MdeblurError(f"{folder}: {option} cannot be made there: {p} is a file, not a folder")
             return
 
 

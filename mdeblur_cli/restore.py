@@ -232,13 +232,18 @@ def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
 FLOAT_LIMIT = 1e30  # float samples beyond this magnitude are treated like NaN/Inf: not intensities
 
 
+def nonfinite_mask(x: np.ndarray) -> np.ndarray:
+    """Where a float array holds no intensity: NaN, Inf, or a magnitude beyond FLOAT_LIMIT."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(x) | (np.abs(x) > FLOAT_LIMIT)
+
+
 def fill_nonfinite(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """(H, W, C) float plane with NaN, Inf and |x| > FLOAT_LIMIT replaced by their nearest valid neighbour in
     the same channel (0 where a channel has none), and the mask of those samples; (plane, None) if all valid."""
     if plane.dtype.kind != "f":
         return plane, None
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(plane) | (np.abs(plane) > FLOAT_LIMIT)
+    bad = nonfinite_mask(plane)
     if not bad.any():
         return plane, None
     from scipy.ndimage import distance_transform_edt

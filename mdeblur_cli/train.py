@@ -7,7 +7,6 @@ import copy
 import csv
 import json
 import math
-import os
 import random
 import signal
 import sys
@@ -330,9 +329,9 @@ def _set_rng_state(state: dict, sampler: PatchSampler, sampler_state: torch.Tens
 
 def save_state(path: Path, state: dict) -> None:
     """torch.save to a temp file, then rename: a crash never leaves a half-written checkpoint."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from .io import atomic_write
+
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_state(path: Path) -> dict:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .errors import MdeblurError
+from .io import atomic_write
 from .models import ARCHS, build_model
 
 FORMAT_VERSION = "1"
@@ -51,13 +52,7 @@ def save_weights(path: str | Path, model: nn.Module, arch: str, provenance: dict
         "provenance": json.dumps(provenance or {}),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata=meta)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # readable like the run's other files, whatever the writer chose
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def read_metadata(path: str | Path) -> dict:
