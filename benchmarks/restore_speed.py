@@ -115,6 +115,36 @@ def onnx_vs_torch(weights: str, sides: tuple[int, ...] = (256, 400)) -> None:
         print(f"onnxruntime vs torch, one {side}^2 window: {t_ort:.3f} s vs {t_torch:.3f} s, ratio {t_ort / t_torch:.2f}")
 
 
+def window_variants(weights: str, device: torch.device, ref_gflops: float, side: int, compile_too: bool) -> list:
+    """One restore window through the network, per window: one per pass, four per pass (a batch), compiled.
+
+    The same channels_last, inference_mode forward as `restore`; GFLOP/s here count every pixel of the window.
+    """
+    model = load_model(weights, device).to(memory_format=torch.channels_last)
+    fpp = flops_per_pixel(model, device)
+    timer = _timer(device)
+    rows = []
+
+    def measure(label: str, net, batch: int) -> None:
+        x = torch.rand(batch, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            net(x)  # warm-up (and, compiled, the compilation)
+            seconds = min(timer(lambda: net(x)) for _ in range(3)) / batch
+        rate = fpp * side * side / seconds / 1e9
+        rows.append({"variant": label, "seconds_per_window": seconds, "gflops": rate, "ratio": rate / ref_gflops})
+        print(f"  {label:24s} {seconds:6.3f} s per window, {rate:6.1f} GFLOP/s, ratio {rate / ref_gflops:.2f}")
+
+    print(f"one {side}^2 window, mdeblurgan forward:")
+    measure("eager, 1 per pass", model, 1)
+    measure("eager, 4 per pass", model, 4)
+    if compile_too:
+        t = time.perf_counter()
+        compiled = torch.compile(model)
+        measure("torch.compile, 1 per pass", compiled, 1)
+        print(f"  (compiling, with the warm-up pass: {time.perf_counter() - t:.1f} s)")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
@@ -127,6 +157,8 @@ def main() -> None:
     ap.add_argument("--tiles", default=None, help="also sweep these --tile values for mdeblurgan, e.g. 256,320,512,0 "
                     "(0: the whole image in one pass)")
     ap.add_argument("--onnx", action="store_true", help="also time onnxruntime against torch on one window")
+    ap.add_argument("--window", type=int, default=0, help="also time one window of this side: 1 and 4 per pass")
+    ap.add_argument("--compile", action="store_true", help="with --window: also torch.compile (needs a C++ compiler)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -161,11 +193,13 @@ def main() -> None:
             ratio = fpp * img.shape[0] * img.shape[1] / seconds / 1e9 / ref
             sweep.append({"tile": tile or "whole", "seconds": seconds, "ratio": ratio})
             print(f"  tile {tile or 'whole':>5}: {seconds:6.2f} s, ratio {ratio:.2f}")
+    windows = window_variants(args.weights, device, ref, args.window, args.compile) if args.window else []
     if args.onnx:
         onnx_vs_torch(args.weights)
     if args.json:
         args.json.write_text(json.dumps({"size": args.size, "device": str(device), "threads": torch.get_num_threads(),
-                                         "matmul_gflops": ref, "methods": rows, "tile_sweep": sweep}, indent=2) + "\n")
+                                         "matmul_gflops": ref, "methods": rows, "tile_sweep": sweep,
+                                         "windows": windows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -104,21 +104,24 @@ def restore_tensor(
     if max(h, w) <= tile + 2 * pad + blend:
         x = torch.from_numpy(read(Window(0, h, 0, w)).transpose(2, 0, 1).copy())[None].to(device)
         out[...] = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
+        if progress is not None:
+            progress(1, 1)
         return
-    acc = np.zeros(out.shape, np.float32)
-    total = np.zeros(out.shape[:2], np.float32)
+    # torch for the accumulation: in place and on every intra-op thread (numpy's temporaries cost 8% at 1024^2)
+    acc = torch.zeros(out.shape, dtype=torch.float32)
+    total = torch.zeros(out.shape[:2], dtype=torch.float32)
     wins = list(windows(h, w, tile, pad))
     for i, win in enumerate(wins):
         x = torch.from_numpy(read(win).transpose(2, 0, 1).copy())[None].to(device)
-        y = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
+        y = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu()
         wy = edge_weights(y.shape[0], win.y0 > 0, win.y1 < h, pad * s, blend * s)
         wx = edge_weights(y.shape[1], win.x0 > 0, win.x1 < w, pad * s, blend * s)
-        wgt = wy[:, None] * wx[None, :]
-        acc[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += y * wgt[..., None]
+        wgt = torch.from_numpy(wy[:, None] * wx[None, :])
+        acc[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s].addcmul_(y, wgt[..., None])
         total[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += wgt
         if progress is not None:
             progress(i + 1, len(wins))
-    out[...] = acc / total[..., None]
+    out[...] = acc.div_(total[..., None]).numpy()
 
 
 def _pad_reflect(img: np.ndarray) -> np.ndarray:

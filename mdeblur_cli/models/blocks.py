@@ -21,7 +21,7 @@ class ResBlock(nn.Module):
         self.conv2 = conv3x3(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
+        return x + self.conv2(F.relu(self.conv1(x), inplace=True))
 
 
 class UpConv(nn.Module):
@@ -33,7 +33,7 @@ class UpConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        return F.relu(self.conv(x))
+        return F.relu(self.conv(x), inplace=True)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:

@@ -61,10 +61,10 @@ class DeblurModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         h, w = x.shape[-2:]  # (B, C, H, W), H and W multiples of 8
-        f = self.enc[0](F.relu(self.head(x)))
+        f = self.enc[0](F.relu(self.head(x), inplace=True))
         skips = [f]
         for down, enc in zip(self.down, self.enc[1:], strict=True):
-            f = enc(F.relu(down(f)))
+            f = enc(F.relu(down(f), inplace=True))
             skips.append(f)
         scales = [f]  # bottleneck, (B, C3, H/8, W/8)
         for up, skip, dec, s in zip(self.up, self.skip, self.dec, reversed(skips[:-1]), strict=True):
@@ -73,7 +73,7 @@ class DeblurModule(nn.Module):
         ed_image = x + self.ed_tail(f) if self.ed_tail is not None else None
         q = (h // 4, w // 4)
         fused = torch.cat([F.interpolate(s, size=q, mode="bilinear", align_corners=False) for s in scales], 1)
-        deblurred = x + self.tail(self.fuse_up(F.relu(self.fuse(fused))))
+        deblurred = x + self.tail(self.fuse_up(F.relu(self.fuse(fused), inplace=True)))
         return ed_image, deblurred
 
 
@@ -86,7 +86,7 @@ class OptimalApproximation(nn.Module):
         super().__init__()
         c = cfg.channels * self.candidates
         self.net = nn.Sequential(
-            conv3x3(c, cfg.oa_width), nn.ReLU(), conv3x3(cfg.oa_width, cfg.oa_width), nn.ReLU(),
+            conv3x3(c, cfg.oa_width), nn.ReLU(inplace=True), conv3x3(cfg.oa_width, cfg.oa_width), nn.ReLU(inplace=True),
             conv3x3(cfg.oa_width, self.candidates),
         )
 
@@ -106,11 +106,11 @@ class SRModule(nn.Module):
         g = cfg.sr_width
         self.scale = cfg.scale
         self.body = nn.Sequential(
-            conv3x3(cfg.channels, g), nn.ReLU(), conv3x3(g, g), nn.ReLU(), conv3x3(g, g), nn.ReLU()
+            conv3x3(cfg.channels, g), nn.ReLU(inplace=True), conv3x3(g, g), nn.ReLU(inplace=True), conv3x3(g, g), nn.ReLU(inplace=True)
         )
         steps = []
         for _ in range(cfg.scale.bit_length() - 1):
-            steps += [conv3x3(g, 4 * g), nn.PixelShuffle(2), nn.ReLU()]
+            steps += [conv3x3(g, 4 * g), nn.PixelShuffle(2), nn.ReLU(inplace=True)]
         self.upsample = nn.Sequential(*steps)
         self.tail = conv3x3(g, cfg.channels)
 

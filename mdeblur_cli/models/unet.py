@@ -35,7 +35,7 @@ DEPTH = 4  # pooling steps
 
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(conv3x3(c_in, c_out), nn.ReLU(), conv3x3(c_out, c_out), nn.ReLU())
+    return nn.Sequential(conv3x3(c_in, c_out), nn.ReLU(inplace=True), conv3x3(c_out, c_out), nn.ReLU(inplace=True))
 
 
 class UNetSR(nn.Module):
