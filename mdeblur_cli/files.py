@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
 from torch import nn
 
 from . import stream
@@ -147,17 +150,21 @@ def plan_outputs(job: RestoreJob, files: list[tuple[Path, Path]]) -> tuple[list[
     return plan, 0
 
 
-def restore_file(
-    src: str | Path, dst: str | Path, model: nn.Module, axes: str | None = None, channels: str = "auto",
-    normalize: str = "auto", percentiles: tuple[float, float] | None = None, tile: int = DEFAULT_TILE,
-    device: torch.device | str = "cpu", precision: str = "fp32", progress=None, max_pixels: int | None = None,
-) -> FileResult:
-    """Restore one file into `dst` (atomically, replacing it if it exists), keeping axes, channels,
-    calibration and OME/ImageJ metadata.
+@dataclass
+class Loaded:
+    """One input read and checked, on its way through the batch pipeline (read -> restore -> write)."""
 
-    The output format follows `dst`: .ome.tif gives OME-TIFF, .tif an ImageJ hyperstack for an ImageJ or OME
-    input (else a TIFF with its axes), PNG/JPEG one 2-D image. What the format cannot keep is in `lost`.
-    """
+    src: Path
+    dst: Path
+    series: list[Series] | None  # None: a large plain TIFF, restored by streaming in the restore stage
+    result: FileResult
+    stream_rgb: bool = False
+    stream_meta: dict | None = None
+
+
+def load_file(src: str | Path, dst: str | Path, axes: str | None = None, channels: str = "auto",
+              max_pixels: int | None = None) -> Loaded:
+    """Read and check one input (the read stage): everything that can refuse it before any compute."""
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
         raise MdeblurError(f"{dst}: refusing to write over an input")
@@ -166,16 +173,7 @@ def restore_file(
     streamable = stream.probe(src, dst, axes, channels)
     if streamable is not None:  # a large plain TIFF: bounded memory, tiles straight into a tiled BigTIFF
         rgb, meta = streamable
-        dev = resolve_device(device) if isinstance(device, str) else device
-        dtype = resolve_precision(precision, dev)
-        pct = percentiles or model_percentiles(model)
-        try:
-            atomic_write(dst, lambda tmp: result.norms.append(stream.write_streamed(
-                src, tmp, model, rgb, normalize, pct, tile, dev, dtype, meta, progress)))
-        except OSError as exc:
-            raise MdeblurError(f"{dst}: cannot write ({exc.strerror or exc})") from None
-        result.modes, result.streamed = ["rgb" if rgb else "independent"], True
-        return result
+        return Loaded(src, dst, None, result, rgb, meta)
     series = read_series(src, axes, max_pixels)
     for s in series:
         if s.data.dtype.kind == "f":
@@ -185,23 +183,75 @@ def restore_file(
             result.nonfinite += bad
     check_writable(dst, series)
     result.lost = lost_metadata(dst, series)
+    return Loaded(src, dst, series, result)
+
+
+def _plane_progress(progress, plane_pixels: int):
+    """The tile callback of one plane: (done, total) -> progress(done, total, input pixels of the plane)."""
+    return None if progress is None else lambda done, total: progress(done, total, plane_pixels)
+
+
+def compute_file(
+    job: Loaded, model: nn.Module, channels: str = "auto", normalize: str = "auto",
+    percentiles: tuple[float, float] | None = None, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
+    precision: str = "fp32", progress=None,
+) -> Loaded:
+    """Restore a loaded input (the restore stage). A streamed input is read, restored and written here."""
+    result = job.result
+    if job.series is None:
+        dev = resolve_device(device) if isinstance(device, str) else device
+        dtype = resolve_precision(precision, dev)
+        pct = percentiles or model_percentiles(model)
+        shape = stream.plane_shape(job.src)
+        prog = _plane_progress(progress, shape[0] * shape[1])
+        try:
+            atomic_write(job.dst, lambda tmp: result.norms.append(stream.write_streamed(
+                job.src, tmp, model, job.stream_rgb, normalize, pct, tile, dev, dtype, job.stream_meta, prog)))
+        except OSError as exc:
+            raise MdeblurError(f"{job.dst}: cannot write ({exc.strerror or exc})") from None
+        result.modes, result.streamed = ["rgb" if job.stream_rgb else "independent"], True
+        return job
     out = []
-    for s in series:
+    for s in job.series:
         try:
             mode = choose_channels(channels, s.channels - int(s.meta.alpha), s.data.dtype, s.meta.rgb)
         except MdeblurError as exc:
-            raise MdeblurError(f"{src}: {exc}") from None
-        data = restore_stack(s.data, s.axes, model, mode, s.meta.alpha, tile=tile, device=device, precision=precision,
-                             progress=progress, normalize=normalize, percentiles=percentiles, norms=result.norms)
+            raise MdeblurError(f"{job.src}: {exc}") from None
+        ys, xs = s.axes.index("Y"), s.axes.index("X")
+        data = restore_stack(s.data, s.axes, model, mode, s.meta.alpha, tile=tile, device=device,
+                             precision=precision, progress=_plane_progress(progress, s.data.shape[ys] * s.data.shape[xs]),
+                             normalize=normalize, percentiles=percentiles, norms=result.norms)
         meta = s.meta.scaled(model.scale)
-        meta.ome.setdefault("Name", split_name(src)[0])  # the image's name in OME outputs
+        meta.ome.setdefault("Name", split_name(job.src)[0])  # the image's name in OME outputs
         out.append(Series(data, s.axes, meta))
         result.modes.append(mode)
-    try:
-        atomic_write(dst, lambda tmp: write_series(tmp, out))
-    except OSError as exc:
-        raise MdeblurError(f"{dst}: cannot write ({exc.strerror or exc})") from None
-    return result
+    job.series = out
+    return job
+
+
+def write_file(job: Loaded) -> FileResult:
+    """Write a restored input (the write stage), atomically; a streamed one is already written."""
+    if not job.result.streamed:
+        try:
+            atomic_write(job.dst, lambda tmp: write_series(tmp, job.series))
+        except OSError as exc:
+            raise MdeblurError(f"{job.dst}: cannot write ({exc.strerror or exc})") from None
+    return job.result
+
+
+def restore_file(
+    src: str | Path, dst: str | Path, model: nn.Module, axes: str | None = None, channels: str = "auto",
+    normalize: str = "auto", percentiles: tuple[float, float] | None = None, tile: int = DEFAULT_TILE,
+    device: torch.device | str = "cpu", precision: str = "fp32", progress=None, max_pixels: int | None = None,
+) -> FileResult:
+    """Restore one file into `dst` (atomically, replacing it if it exists), keeping axes, channels,
+    calibration and OME/ImageJ metadata. `progress(done, total, plane_pixels)` is called after each tile.
+
+    The output format follows `dst`: .ome.tif gives OME-TIFF, .tif an ImageJ hyperstack for an ImageJ or OME
+    input (else a TIFF with its axes), PNG/JPEG one 2-D image. What the format cannot keep is in `lost`.
+    """
+    job = load_file(src, dst, axes, channels, max_pixels)
+    return write_file(compute_file(job, model, channels, normalize, percentiles, tile, device, precision, progress))
 
 
 CHANNEL_HELP = {
@@ -253,50 +303,110 @@ def restore_files(job: RestoreJob, console: Console) -> tuple[int, int]:
     percentiles = job.percentiles or model_percentiles(model)
     if job.self_ensemble:
         model = SelfEnsemble(model).eval()
-    failures, said = 0, set()
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
-        files_task = progress.add_task("images", total=len(plan), visible=len(plan) > 1)
-        tiles_task = progress.add_task("tiles", total=None, visible=False)
+    reporter = _Reporter(console, len(plan), percentiles, job.debug)
+    with Progress(*PROGRESS_COLUMNS, console=console, transient=True) as progress, \
+            ThreadPoolExecutor(1, "mdeblur-read") as reader, ThreadPoolExecutor(1, "mdeblur-write") as writer:
+        files_task = progress.add_task("images", total=len(plan), visible=len(plan) > 1, pixels=0.0)
+        tiles_task = progress.add_task("tiles", total=None, visible=False, pixels=0.0)
+        done = {"px": 0.0, "last": 0, "total": 0.0}
 
-        def on_tile(done: int, total: int) -> None:
-            progress.update(tiles_task, completed=done, total=total, visible=total > 1)
+        def on_tile(n: int, total: int, plane_pixels: int) -> None:
+            done["px"] += (n - (done["last"] if n > done["last"] else 0)) * plane_pixels / total
+            done["last"] = n if n < total else 0
+            progress.update(tiles_task, completed=n, total=total, visible=total > 1, pixels=done["px"])
 
-        for src, dst in plan:
+        def load(i: int) -> Future:
+            src, dst = plan[i]
+            return reader.submit(load_file, src, dst, job.axes, job.channels, job.max_pixels)
+
+        pending: deque[tuple[Path, Future]] = deque()  # written or being written, reported in input order
+        ahead = load(0) if plan else None
+        for i, (src, dst) in enumerate(plan):
+            loading = ahead
+            # read the next input while this one is restored: small files only, so that memory stays bounded
+            ahead = load(i + 1) if i + 1 < len(plan) and _prefetchable(plan[i + 1][0]) else None
+            progress.reset(tiles_task, visible=False, pixels=0.0)
+            done.update(px=0.0, last=0)
             try:
-                res = restore_file(src, dst, model, job.axes, job.channels, job.normalize, percentiles, job.tile,
-                                   device, job.precision, on_tile, job.max_pixels)
-                for mode in dict.fromkeys(res.modes):  # what each choice means, once per run
-                    if mode not in said:
-                        console.print(f"channels {mode}: {CHANNEL_HELP[mode]}", highlight=False, soft_wrap=True,
-                                      markup=False)
-                        said.add(mode)
-                note = f"channels: {', '.join(dict.fromkeys(res.modes))}; intensities: {_describe(res.norms, percentiles)}"
-                console.print(f"{src} -> {dst} ({note})", highlight=False, soft_wrap=True, markup=False)
-                if res.lost and "lost" not in said:
-                    items = "; ".join(f"{k} {v}" for k, v in res.lost.items())
-                    once = " (said once per run)" if len(plan) > 1 else ""
-                    console.print(f"warning: {dst} cannot keep the calibration of {src} ({items}); write .ome.tif to "
-                                  f"keep it{once}", highlight=False, soft_wrap=True, markup=False)
-                    said.add("lost")
-                if res.nonfinite:
-                    console.print(f"warning: {src}: {res.nonfinite} NaN/Inf sample(s) filled from their neighbours for "
-                                  "the network and written as NaN in the output", highlight=False, soft_wrap=True,
-                                  markup=False)
-            except MdeblurError as exc:
-                failures += 1
-                console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                loaded = loading.result() if loading is not None else load(i).result()
+                restored = compute_file(loaded, model, job.channels, job.normalize, percentiles, job.tile, device,
+                                        job.precision, on_tile)
+                writing = writer.submit(write_file, restored)
             except (KeyboardInterrupt, SystemExit):
                 raise
-            except Exception as exc:  # one bad file never stops a batch; --debug shows the traceback
-                if job.debug:
-                    raise
-                failures += 1
-                what = "out of memory" if isinstance(exc, MemoryError) else f"unexpected {type(exc).__name__}"
-                reason = (str(exc).splitlines() or [""])[0][:200]
-                console.print(f"[red]error:[/red] {escape(str(src))}: {what}{': ' + escape(reason) if reason else ''} "
-                              "(--debug shows the traceback)", highlight=False, soft_wrap=True)
-            progress.update(files_task, advance=1)
-            progress.update(tiles_task, visible=False)
-    return failures, len(plan)
+            except Exception as exc:
+                writing = Future()
+                writing.set_exception(exc)
+            while pending:  # the previous output was written while this one was restored: at most two in memory
+                reporter.report(*pending.popleft())
+            pending.append(((src, dst), writing))
+            done["total"] += done["px"]
+            progress.update(files_task, advance=1, pixels=done["total"])
+        while pending:
+            reporter.report(*pending.popleft())
+    return reporter.failures, len(plan)
+
+
+PREFETCH_BYTES = 64 << 20  # inputs up to this size on disk are read ahead, in a thread, while one is restored
+
+
+def _prefetchable(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size <= PREFETCH_BYTES
+    except OSError:
+        return False
+
+
+class RateColumn(ProgressColumn):
+    """Input megapixels restored per second, since the task started."""
+
+    def render(self, task) -> Text:
+        px, elapsed = task.fields.get("pixels", 0.0), task.elapsed
+        return Text(f"{px / elapsed / 1e6:.2f} Mpx/s" if px and elapsed else "", style="progress.data.speed")
+
+
+PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    RateColumn(), TimeRemainingColumn())
+
+
+class _Reporter:
+    """The per-file lines of a batch: the result of each input, or its one-line error; counts failures."""
+
+    def __init__(self, console: Console, n: int, percentiles: tuple[float, float], debug: bool) -> None:
+        self.console, self.n, self.percentiles, self.debug = console, n, percentiles, debug
+        self.failures, self.said = 0, set()
+
+    def _say(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+    def report(self, paths: tuple[Path, Path], writing: Future) -> None:
+        src, dst = paths
+        try:
+            res = writing.result()
+        except MdeblurError as exc:
+            self.failures += 1
+            self.console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            return
+        except Exception as exc:  # one bad file never stops a batch; --debug shows the traceback
+            if self.debug:
+                raise
+            self.failures += 1
+            what = "out of memory" if isinstance(exc, MemoryError) else f"unexpected {type(exc).__name__}"
+            reason = (str(exc).splitlines() or [""])[0][:200]
+            self.console.print(f"[red]error:[/red] {escape(str(src))}: {what}{': ' + escape(reason) if reason else ''} "
+                               "(--debug shows the traceback)", highlight=False, soft_wrap=True)
+            return
+        for mode in dict.fromkeys(res.modes):  # what each choice means, once per run
+            if mode not in self.said:
+                self._say(f"channels {mode}: {CHANNEL_HELP[mode]}")
+                self.said.add(mode)
+        note = f"channels: {', '.join(dict.fromkeys(res.modes))}; intensities: {_describe(res.norms, self.percentiles)}"
+        self._say(f"{src} -> {dst} ({note})")
+        if res.lost and "lost" not in self.said:
+            items = "; ".join(f"{k} {v}" for k, v in res.lost.items())
+            once = " (said once per run)" if self.n > 1 else ""
+            self._say(f"warning: {dst} cannot keep the calibration of {src} ({items}); write .ome.tif to keep it{once}")
+            self.said.add("lost")
+        if res.nonfinite:
+            self._say(f"warning: {src}: {res.nonfinite} NaN/Inf sample(s) filled from their neighbours for the network "
+                      "and written as NaN in the output")

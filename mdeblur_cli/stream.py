@@ -31,6 +31,11 @@ def open_memmap(path: Path):
         return None
 
 
+def plane_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of a memory-mappable TIFF's plane."""
+    return tuple(open_memmap(path).shape[:2])
+
+
 def _read(arr, y0: int, y1: int, x0: int, x1: int, h: int, w: int) -> np.ndarray:
     """Rows y0:y1, columns x0:x1 of the image padded by reflection at the bottom and right to a multiple of 8."""
     win = np.asarray(arr[y0 : min(y1, h), x0 : min(x1, w)], dtype=np.float32)
