@@ -54,3 +54,9 @@ def test_restore_memory_quick_run():
     res = _run("benchmarks/restore_memory.py", "--sides", "256")
     assert res.returncode == 0, res.stderr
     assert "256^2: peak RSS" in res.stdout
+
+
+def test_batch_throughput_quick_run():
+    res = _run("benchmarks/batch_throughput.py", "--quick")
+    assert res.returncode == 0, res.stderr
+    assert "(0 of 24 failed; batch outputs equal the one-by-one outputs: True)" in res.stdout
