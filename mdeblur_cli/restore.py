@@ -78,6 +78,30 @@ def edge_weights(n: int, start_inner: bool, end_inner: bool, pad: int, blend: in
     return wgt
 
 
+CUDA_BATCH = 8  # windows of one shape per forward pass on CUDA; CPU runs one (4 per pass measured 0.65x)
+
+
+def batches(wins: list[Window], size: int) -> Iterator[list[Window]]:
+    """Consecutive windows of the same shape, at most `size` at a time (a batch must be one shape)."""
+    group: list[Window] = []
+    for win in wins:
+        if group and (len(group) == size or (win.y1 - win.y0, win.x1 - win.x0) != (group[0].y1 - group[0].y0,
+                                                                                    group[0].x1 - group[0].x0)):
+            yield group
+            group = []
+        group.append(win)
+    if group:
+        yield group
+
+
+def to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array to the device: through pinned memory and an asynchronous copy on CUDA."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def _forward(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     ctx = torch.autocast("cuda", dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     with torch.inference_mode(), ctx:  # channels_last: +10-30% on CPU (oneDNN) and on CUDA (tensor cores)
@@ -93,16 +117,18 @@ def restore_tensor(
     device: torch.device,
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
+    batch: int | None = None,
 ) -> None:
     """Restore an image given as a window reader into `out` (H*s, W*s, C), which may be a memmap.
 
-    `shape` is the (H, W, C) of the input, its sides already multiples of MULTIPLE.
+    `shape` is the (H, W, C) of the input, its sides already multiples of MULTIPLE. `batch`: windows per pass
+    (None: CUDA_BATCH on CUDA, 1 on CPU).
     """
     h, w, c = shape
     s = model.scale
     pad, blend = model_context(model), BLEND
     if max(h, w) <= tile + 2 * pad + blend:
-        x = torch.from_numpy(read(Window(0, h, 0, w)).transpose(2, 0, 1).copy())[None].to(device)
+        x = to_device(read(Window(0, h, 0, w)).transpose(2, 0, 1)[None], device)
         out[...] = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
         if progress is not None:
             progress(1, 1)
@@ -111,16 +137,20 @@ def restore_tensor(
     acc = torch.zeros(out.shape, dtype=torch.float32)
     total = torch.zeros(out.shape[:2], dtype=torch.float32)
     wins = list(windows(h, w, tile, pad))
-    for i, win in enumerate(wins):
-        x = torch.from_numpy(read(win).transpose(2, 0, 1).copy())[None].to(device)
-        y = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu()
-        wy = edge_weights(y.shape[0], win.y0 > 0, win.y1 < h, pad * s, blend * s)
-        wx = edge_weights(y.shape[1], win.x0 > 0, win.x1 < w, pad * s, blend * s)
-        wgt = torch.from_numpy(wy[:, None] * wx[None, :])
-        acc[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s].addcmul_(y, wgt[..., None])
-        total[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += wgt
+    done = 0
+    batch = batch or (CUDA_BATCH if device.type == "cuda" else 1)
+    for group in batches(wins, batch):
+        ys = _forward(model, to_device(np.stack([read(win).transpose(2, 0, 1) for win in group]), device), dtype)
+        ys = ys.permute(0, 2, 3, 1).cpu()
+        for win, y in zip(group, ys, strict=True):
+            wy = edge_weights(y.shape[0], win.y0 > 0, win.y1 < h, pad * s, blend * s)
+            wx = edge_weights(y.shape[1], win.x0 > 0, win.x1 < w, pad * s, blend * s)
+            wgt = torch.from_numpy(wy[:, None] * wx[None, :])
+            acc[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s].addcmul_(y, wgt[..., None])
+            total[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += wgt
+        done += len(group)
         if progress is not None:
-            progress(i + 1, len(wins))
+            progress(done, len(wins))
     out[...] = acc.div_(total[..., None]).numpy()
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .normalize import Normalization, choose, dtype_range
-from .restore import BLEND, MULTIPLE, _forward, _spans, edge_weights, model_context
+from .restore import BLEND, MULTIPLE, _forward, _spans, edge_weights, model_context, to_device
 
 STREAM_MIN_PIXELS = 4096 * 4096  # larger gray or RGB TIFFs restored to TIFF stream
 OUT_TILE = 256  # output TIFF tile side
@@ -73,7 +73,7 @@ def stream_restore(
         for x0, x1 in cols:
             x = norm.apply(_read(arr, y0, y1, x0, x1, h, w))
             x = np.repeat(x[..., None], 3, axis=2) if not rgb else x
-            y = _forward(model, torch.from_numpy(x.transpose(2, 0, 1).copy())[None].to(device), dtype)[0]
+            y = _forward(model, to_device(x.transpose(2, 0, 1)[None], device), dtype)[0]
             y = y.permute(1, 2, 0).cpu().numpy()
             y = y if rgb else y.mean(2, keepdims=True)
             wgt = wy[:, None] * edge_weights((x1 - x0) * s, x0 > 0, x1 < wp, ctx * s, BLEND * s)[None, :]

@@ -133,3 +133,29 @@ def test_restore_uses_the_percentiles_recorded_in_the_weights(tmp_path, tiny_mod
     save_weights(path, tiny_model, "mdeblurgan", {"degradation": {"percentiles": [1.0, 99.5]}})  # phase-I files
     assert model_percentiles(load_model(path)) == (1.0, 99.5)
     assert model_percentiles(load_model("mdeblurgan-x2")) == (0.1, 99.9)
+
+
+def test_windows_batch_by_shape_in_order():
+    """CUDA runs several windows per pass: a batch holds one shape, and every window comes once, in order."""
+    from mdeblur_cli.restore import Window, batches
+
+    wins = [Window(0, 40, 0, 40), Window(0, 40, 30, 70), Window(0, 40, 60, 96), Window(30, 70, 0, 40),
+            Window(30, 70, 30, 70)]
+    groups = list(batches(wins, 2))
+    assert [w for g in groups for w in g] == wins
+    assert all(len({(w.y1 - w.y0, w.x1 - w.x0) for w in g}) == 1 and len(g) <= 2 for g in groups)
+    assert len(groups) == 3
+
+
+def test_several_windows_per_pass_give_the_same_image(tiny_model):
+    """The CUDA batching, run on the CPU: windows three at a time give what one at a time gives."""
+    from mdeblur_cli.restore import restore_tensor
+
+    img = np.random.default_rng(3).random((160, 208, 3), np.float32)
+    outs = []
+    for batch in (1, 3):
+        out = np.zeros((320, 416, 3), np.float32)
+        restore_tensor(tiny_model, lambda w: img[w.y0 : w.y1, w.x0 : w.x1], img.shape, out, 64, torch.device("cpu"),
+                       batch=batch)
+        outs.append(out)
+    assert np.abs(outs[0] - outs[1]).max() < 1e-5
