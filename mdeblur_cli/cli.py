@@ -371,9 +371,10 @@ def _print_robustness(reps: list[dict], json_out: Path | None, markdown: Path | 
 
 @app.command(epilog="Examples:\n\n  mdeblur export --format onnx -o mdeblurgan-x2.onnx\n\n  mdeblur export --weights runs/mine/best.safetensors --format torchscript -o mine.pt")
 def export(
-    output: Annotated[Path, typer.Option("-o", "--output", help="File to write (.onnx or .pt).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write (.onnx, .pt, or .zip for bioimageio).")],
     weights: Annotated[str, typer.Option(help="Shipped model name or .safetensors path.")] = "mdeblurgan-x2",
-    fmt: Annotated[str, typer.Option("--format", help="onnx (needs the onnx extra) or torchscript.")] = "onnx",
+    fmt: Annotated[str, typer.Option("--format", help="onnx (needs the onnx extra), torchscript, or bioimageio (a BioImage Model Zoo "
+                                                   "package: rdf.yaml, ONNX and TorchScript weights, test tensors, card).")] = "onnx",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Export the generator for other runtimes (dynamic height and width, multiples of 8; normalised input)."""
@@ -381,7 +382,7 @@ def export(
     from .weights import load_model
 
     try:
-        info = run_export(load_model(weights), fmt, output, overwrite)
+        info = run_export(load_model(weights), fmt, output, overwrite, name=Path(weights).stem)
     except MdeblurError as exc:
         fail(exc)
     console.print(f"wrote {output} ({fmt}, x{info['scale']}; input {info['input']}; normalisation "

@@ -1,4 +1,5 @@
-"""Export a generator for other runtimes: ONNX (onnxruntime, deepImageJ, ilastik) and TorchScript.
+"""Export a generator for other runtimes: ONNX (onnxruntime, deepImageJ, ilastik), TorchScript, and both in a
+BioImage Model Zoo package (bioimage.py).
 
 The exported graph maps a float32 (N, 3, H, W) image, normalised as `restore` does (see the weights'
 normalisation record), to the (N, 3, sH, sW) restored image. H and W are dynamic but must be multiples of 8
@@ -16,7 +17,7 @@ from torch import nn
 
 from .errors import MdeblurError
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "bioimageio")
 EXAMPLE_SIDE = 64  # the traced example; any multiple of 8 works at run time
 OPSET = 17
 
@@ -67,8 +68,11 @@ def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, info:
     torch.jit.save(traced, str(path), _extra_files={"mdeblur.json": json.dumps(info)})
 
 
-def export(model: nn.Module, fmt: str, path: str | Path, overwrite: bool = False) -> dict:
-    """Write `model` as `fmt` (onnx or torchscript) to `path`, atomically; returns the stored description."""
+def export(model: nn.Module, fmt: str, path: str | Path, overwrite: bool = False, name: str = "mdeblurgan-x2") -> dict:
+    """Write `model` as `fmt` to `path`, atomically; returns the stored description.
+
+    onnx and torchscript write one graph; bioimageio a BioImage Model Zoo zip (see bioimage.py) named `name`.
+    """
     from .io import atomic_write
     from .paths import check_new_file
 
@@ -76,6 +80,18 @@ def export(model: nn.Module, fmt: str, path: str | Path, overwrite: bool = False
     if fmt not in FORMATS:
         raise MdeblurError(f"--format {fmt}: use {' or '.join(FORMATS)}")
     check_new_file(path, overwrite, "-o")
+    if fmt == "bioimageio":
+        from .bioimage import export_bioimageio
+
+        if path.suffix.lower() != ".zip":
+            raise MdeblurError(f"{path}: a BioImage Model Zoo package is a .zip file")
+        try:
+            import onnx  # noqa: F401  (the package carries ONNX weights)
+        except ImportError:
+            raise MdeblurError(f"{path}: the BioImage package needs the onnx extra: pip install 'mdeblur[onnx]'") from None
+        out: dict = {}
+        atomic_write(path, lambda tmp: out.update(export_bioimageio(model, tmp, name)))
+        return out
     net = RestoredImage(model.cpu().eval()).eval()
     example = torch.rand(1, 3, EXAMPLE_SIDE, EXAMPLE_SIDE)
     info = describe(model)

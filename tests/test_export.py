@@ -60,3 +60,48 @@ def test_onnx_export_matches_torch(tmp_path, tiny_weights):
 def test_bad_format_is_one_line(tmp_path, tiny_weights):
     res = runner.invoke(app, ["export", "--weights", str(tiny_weights), "--format", "tflite", "-o", str(tmp_path / "m")])
     assert res.exit_code == 2 and "--format tflite" in res.output and not (tmp_path / "m").exists()
+
+
+def test_bioimageio_package_holds_what_runtimes_need(tmp_path, tiny_weights):
+    """The zip has rdf.yaml, both weights, test tensors that the weights reproduce, the card, licence, citation."""
+    import zipfile
+
+    pytest.importorskip("onnx")
+    out = tmp_path / "model.zip"
+    res = runner.invoke(app, ["export", "--weights", str(tiny_weights), "--format", "bioimageio", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with zipfile.ZipFile(out) as z:
+        names = set(z.namelist())
+        z.extractall(tmp_path / "pkg")
+    assert {"rdf.yaml", "weights.onnx", "weights_torchscript.pt", "test_input.npy", "test_output.npy", "README.md",
+            "LICENSE", "CITATION.cff", "cover.png"} <= names
+    pkg = tmp_path / "pkg"
+    raw, expected = np.load(pkg / "test_input.npy"), np.load(pkg / "test_output.npy")
+    assert raw.shape == (1, 3, 128, 128) and expected.shape == (1, 3, 256, 256)
+    rdf = (pkg / "rdf.yaml").read_text()
+    assert "scale_range" in rdf and "sha256" in rdf and "halo" in rdf
+    from mdeblur_cli.bioimage import scale_range
+    from mdeblur_cli.restore import model_percentiles
+    from mdeblur_cli.weights import load_model
+
+    x = scale_range(raw, model_percentiles(load_model(tiny_weights)))
+    traced = torch.jit.load(str(pkg / "weights_torchscript.pt"))
+    assert np.abs(traced(torch.from_numpy(x)).detach().numpy() - expected).max() <= 1e-4
+    bad = runner.invoke(app, ["export", "--weights", str(tiny_weights), "--format", "bioimageio", "-o",
+                              str(tmp_path / "model.onnx")])
+    assert bad.exit_code == 2 and "zip" in bad.output and not (tmp_path / "model.onnx").exists()
+
+
+def test_bioimageio_package_validates_with_the_bioimageio_tools(tmp_path, tiny_weights):
+    """bioimageio.spec validates the rdf, and bioimageio.core runs both weights on the test tensors."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    spec = pytest.importorskip("bioimageio.spec")
+    core = pytest.importorskip("bioimageio.core")
+    out = tmp_path / "model.zip"
+    assert runner.invoke(app, ["export", "--weights", str(tiny_weights), "--format", "bioimageio", "-o",
+                               str(out)]).exit_code == 0
+    descr = spec.load_description(out, perform_io_checks=True)
+    assert not isinstance(descr, spec.InvalidDescr), descr.validation_summary.format()
+    summary = core.test_model(out)
+    assert summary.status == "passed", summary.format()
