@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -233,25 +233,56 @@ def _map_back(out: np.ndarray, norm: Normalization, dtype: np.dtype) -> np.ndarr
     return out
 
 
+@dataclass
+class TrustRequest:
+    """--trust: the coefficients to use, and where each plane's map (file units) and summary go."""
+
+    model: object  # trust.TrustModel
+    maps: list = field(default_factory=list)
+    summaries: list = field(default_factory=list)
+
+
+def _restore_normalised(img: np.ndarray, model: nn.Module, norm: Normalization, dtype: np.dtype,
+                        trust: TrustRequest | None, **kw) -> tuple[np.ndarray, np.ndarray | None]:
+    """A normalised (H, W, 3) image through the network (unclipped); with `trust`, also its predicted error
+    (H*s, W*s) in file units, and its summary appended to trust.summaries."""
+    out = restore_float(model, img, clip=False, **kw)
+    if trust is None:
+        return out, None
+    from . import trust as tr
+
+    quiet = {k: v for k, v in kw.items() if k != "progress"}
+    quant = 1.0 / (norm.hi - norm.lo) if np.issubdtype(dtype, np.integer) else 0.0  # one count, network units
+    maps = tr.sources(model, img, out, lambda x: restore_float(model, x, clip=False, **quiet), quant_step=quant)
+    sd = tr.predict(maps, trust.model)
+    units = float(norm.hi - norm.lo)
+    trust.summaries.append(tr.summary(sd, out, img, model.scale, units))
+    return out, sd * units
+
+
 def _restore_color(
-    plane: np.ndarray, model: nn.Module, norm: Normalization, **kw
-) -> np.ndarray:
-    """(H, W, 3) colour restored jointly -> (H*s, W*s, 3) float32 in the file's units."""
+    plane: np.ndarray, model: nn.Module, norm: Normalization, trust: TrustRequest | None = None, **kw
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, 3) colour restored jointly -> (H*s, W*s, 3) float32 in the file's units (and the trust map)."""
     img = norm.apply(plane.astype(np.float32)).astype(np.float32)
-    return _map_back(restore_float(model, img, clip=False, **kw), norm, plane.dtype)
+    out, sd = _restore_normalised(img, model, norm, plane.dtype, trust, **kw)
+    return _map_back(out, norm, plane.dtype), sd
 
 
 def _restore_gray(
-    plane: np.ndarray, model: nn.Module, norm: Normalization, **kw
-) -> np.ndarray:
-    """(H, W) restored alone -> (H*s, W*s) float32 in the file's units. A constant plane stays that constant:
-    any restoration of a flat field is flat, and an empty channel must stay empty."""
+    plane: np.ndarray, model: nn.Module, norm: Normalization, trust: TrustRequest | None = None, **kw
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W) restored alone -> (H*s, W*s) float32 in the file's units (and the trust map). A constant plane
+    stays that constant: any restoration of a flat field is flat, and an empty channel must stay empty."""
     s = model.scale
     if plane.min() == plane.max():
-        return np.full((plane.shape[0] * s, plane.shape[1] * s), plane.flat[0], np.float32)
+        shape = (plane.shape[0] * s, plane.shape[1] * s)
+        if trust is not None:
+            trust.summaries.append({"median_error": 0.0, "doubtful_share": 0.0, "suspect": False})
+        return np.full(shape, plane.flat[0], np.float32), (np.zeros(shape, np.float32) if trust else None)
     img = norm.apply(plane.astype(np.float32)).astype(np.float32)
-    out = restore_float(model, np.repeat(img[..., None], 3, axis=2), clip=False, **kw).mean(2)
-    return _map_back(out, norm, plane.dtype)
+    out, sd = _restore_normalised(np.repeat(img[..., None], 3, axis=2), model, norm, plane.dtype, trust, **kw)
+    return _map_back(out.mean(2), norm, plane.dtype), sd
 
 
 def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
@@ -294,25 +325,29 @@ def fill_nonfinite(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 def restore_plane(
     plane: np.ndarray, model: nn.Module, channels: str, alpha: bool = False,
     normalize: str = "auto", percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    norms: list[Normalization] | None = None, **kw,
+    norms: list[Normalization] | None = None, trust: TrustRequest | None = None, **kw,
 ) -> np.ndarray:
     """One (H, W, C) plane -> (H*s, W*s, C) float32 in the file's units.
 
     `channels` is rgb (C = 3, or 4 with alpha) or independent; each colour channel (independent) or the
     colour triple (rgb) gets its own normalisation over the whole plane, appended to `norms`. NaN/Inf samples
     (floats) are filled from their neighbours for the network and come back as NaN over the pixels they cover.
+    With `trust`, the plane's predicted-error map (same shape, float32, file units) goes to trust.maps.
     """
     plane, bad = fill_nonfinite(plane)
     colour = plane[..., :-1] if alpha else plane
     if channels == "rgb":
         norm = choose(colour, normalize, percentiles)
-        parts = [_restore_color(colour, model, norm, **kw)]
-        found = [norm]
+        out, sd = _restore_color(colour, model, norm, trust, **kw)
+        parts, sds, found = [out], [None if sd is None else np.repeat(sd[..., None], 3, axis=2)], [norm]
     else:
         found = [choose(colour[..., c], normalize, percentiles) for c in range(colour.shape[2])]
-        parts = [_restore_gray(colour[..., c], model, n, **kw)[..., None] for c, n in enumerate(found)]
+        pairs = [_restore_gray(colour[..., c], model, n, trust, **kw) for c, n in enumerate(found)]
+        parts = [o[..., None] for o, _ in pairs]
+        sds = [None if sd is None else sd[..., None] for _, sd in pairs]
     if alpha:
         parts.append(_upscale_alpha(plane[..., -1], model.scale)[..., None])
+        sds.append(None if trust is None else np.zeros_like(parts[-1]))
     if norms is not None:
         norms += found
     out = np.concatenate(parts, axis=2)
@@ -321,6 +356,11 @@ def restore_plane(
         if channels == "rgb":
             bad[..., :3] = bad[..., :3].any(2, keepdims=True)
         out[np.repeat(np.repeat(bad, s, 0), s, 1)] = np.nan
+    if trust is not None:
+        sd = np.concatenate(sds, axis=2).astype(np.float32)
+        if bad is not None:
+            sd[np.repeat(np.repeat(bad, model.scale, 0), model.scale, 1)] = np.nan
+        trust.maps.append(sd)
     return out
 
 
@@ -333,11 +373,14 @@ def restore_stack(
     declared_rgb: bool = True, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu", precision: str = "fp32",
     progress: Callable[[int, int], None] | None = None, normalize: str = "auto",
     percentiles: tuple[float, float] | None = None, norms: list[Normalization] | None = None,
+    trust: TrustRequest | None = None,
 ) -> np.ndarray:
     """Restore every Y,X plane of an array with named axes; the output has the same axes, Y and X times s.
 
     The channel axis (S, else C) is handled by `channels` (auto, rgb, independent; see `choose_channels`);
     every other axis (T, Z, ...) is iterated. `alpha` marks the last channel as alpha (upscaled, not restored).
+    With `trust`, the predicted-error map of the whole array (float32, the output's shape and axes, file units)
+    is appended to trust.maps (replacing the per-plane maps), and one summary per plane to trust.summaries.
     """
     data = check_dtype("restore_array", np.asarray(data))
     axes = check_axes(axes, data.shape)
@@ -356,11 +399,17 @@ def restore_stack(
     lead, (h, w, c) = arr.shape[:-3], arr.shape[-3:]
     s = model.scale
     out = np.empty((*lead, h * s, w * s, c), data.dtype)
+    sd = np.empty((*lead, h * s, w * s, c), np.float32) if trust is not None else None
     for idx in np.ndindex(*lead):
-        out[idx] = _cast(restore_plane(arr[idx], model, mode, alpha, normalize, pct, norms, tile=tile, device=device,
-                                       precision=precision, progress=progress), data.dtype)
+        out[idx] = _cast(restore_plane(arr[idx], model, mode, alpha, normalize, pct, norms, trust, tile=tile,
+                                       device=device, precision=precision, progress=progress), data.dtype)
+        if trust is not None:
+            sd[idx] = trust.maps.pop()
+    back = [order.index(a) for a in axes]
+    if trust is not None:
+        trust.maps.append(np.transpose(sd if cax else sd[..., 0], back))
     out = out if cax else out[..., 0]
-    return np.transpose(out, [order.index(a) for a in axes])
+    return np.transpose(out, back)
 
 
 def restore_array(

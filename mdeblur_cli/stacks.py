@@ -54,6 +54,7 @@ class Meta:
     imagej: dict = field(default_factory=dict)  # ImageJ header entries (IMAGEJ_KEEP)
     ome: dict = field(default_factory=dict)  # the OME Image element, as tifffile.xml2dict gives it
     omero: dict = field(default_factory=dict)  # an OME-Zarr input's display metadata (channels, colours, windows)
+    description: str | None = None  # written: OME Image Description, ImageJ Info, or the plain TIFF's JSON
 
     @property
     def microscopy(self) -> bool:
@@ -673,10 +674,14 @@ def _write_tiff(path: Path, series: list[Series]) -> None:
             kw = _tiff_kwargs(s)
             if ome:
                 metadata = {"axes": s.axes, **_ome_metadata(s)}
+                if s.meta.description:
+                    metadata["Description"] = s.meta.description
                 if kw.get("resolutionunit") == 1:
                     kw.pop("resolution"), kw.pop("resolutionunit")
             elif imagej:
                 metadata = {"axes": s.axes, **_imagej_metadata(s)}
+                if s.meta.description:
+                    metadata["Info"] = s.meta.description
                 size = s.meta.pixel_size()
                 if size is not None:  # ImageJ: pixels per unit, the unit in its header
                     kw["resolution"], kw["resolutionunit"] = (1 / size[1], 1 / size[0]), 1
@@ -684,6 +689,8 @@ def _write_tiff(path: Path, series: list[Series]) -> None:
                 kw["photometric"] = "rgb" if s.axes.endswith("S") else "minisblack"
             else:
                 metadata = {"axes": s.axes}
+                if s.meta.description:
+                    metadata["description"] = s.meta.description
             tif.write(s.data, metadata=metadata, **kw)
 
 

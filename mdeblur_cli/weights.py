@@ -82,6 +82,23 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
+def set_provenance(path: str | Path, key: str, value) -> None:
+    """Store `value` under provenance[key] of a weights file, the tensors and the rest of the metadata unchanged
+    (written atomically): how fitted extras, such as the trust map's coefficients, travel with the weights."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = resolve_weights(path)
+    read_metadata(path)  # an mdeblur weights file, or a one-line error
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    prov = json.loads(meta.get("provenance", "{}"))
+    prov[key] = value
+    meta["provenance"] = json.dumps(prov)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+
+
 def _check_shapes(path: Path, arch: str, config: dict) -> None:
     """Compare the declared architecture with the file's tensors on the meta device: a wrong or corrupt
     config fails here, by name, before any memory is allocated for it."""

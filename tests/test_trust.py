@@ -1,0 +1,142 @@
+"""Trust maps: geometry, tile invariance, suspect verdicts, the stored calibration, bad inputs (not timed)."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from mdeblur_cli.cli import app
+from mdeblur_cli.restore import TrustRequest, restore_array, restore_stack
+from mdeblur_cli.trust import TrustModel, mad_sigma, noise_sigma, trust_model_of
+from mdeblur_cli.weights import load_model, save_weights, set_provenance
+
+runner = CliRunner()
+
+
+class Sharpener(nn.Module):
+    """A fixture 'network' that invents texture: bicubic x2 plus a strongly amplified high-pass of the input."""
+
+    scale, context = 2, 8
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, x):
+        blur = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+        y = x + self.gain * (x - blur)
+        up = torch.nn.functional.interpolate(y, scale_factor=2, mode="bicubic", align_corners=False)
+        return up, x
+
+
+def _flat_noise(seed=0, side=96):
+    rng = np.random.default_rng(seed)
+    return np.clip(np.rint(128 + rng.normal(0, 6, (side, side))), 0, 255).astype(np.uint8)
+
+
+def test_mad_sigma_finds_the_noise_it_is_given():
+    rng = np.random.default_rng(1)
+    img = 0.5 + rng.normal(0, 0.03, (256, 256, 3))
+    assert abs(mad_sigma(img) - 0.03) < 0.003
+    assert noise_sigma(np.full((64, 64, 3), 0.5), quant_step=1 / 255) == pytest.approx(1 / 255 / np.sqrt(12), rel=1e-6)
+
+
+def test_map_has_the_outputs_geometry_and_is_finite(tiny_model):
+    img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
+    req = TrustRequest(TrustModel())
+    out = restore_stack(img, "YXS", tiny_model, channels="rgb", trust=req)
+    sd = req.maps[0]
+    assert sd.shape == out.shape and sd.dtype == np.float32
+    assert np.isfinite(sd).all() and (sd >= 0).all() and sd.max() > 0
+    stack = (np.random.default_rng(1).random((2, 3, 32, 40)) * 4000).astype(np.uint16)
+    req = TrustRequest(TrustModel())
+    out = restore_stack(stack, "ZCYX", tiny_model, trust=req)
+    assert req.maps[0].shape == out.shape and len(req.summaries) == 6
+
+
+def test_map_is_the_same_across_tile_sizes(tiny_model):
+    img = (np.random.default_rng(2).random((150, 170)) * 255).astype(np.uint8)
+    maps = []
+    for tile in (64, 1024):
+        req = TrustRequest(TrustModel())
+        restore_stack(img, "YX", tiny_model, tile=tile, trust=req)
+        maps.append(req.maps[0])
+    assert np.abs(maps[0] - maps[1]).max() <= 1e-3 * max(1.0, float(maps[1].max()))
+
+
+def test_flat_noise_through_a_noise_amplifier_is_suspect_and_through_a_smoother_is_not():
+    flat = _flat_noise()
+    verdicts = {}
+    for gain in (12.0, -0.9):  # -0.9: mostly the local mean, a smoothing 'network'
+        req = TrustRequest(TrustModel())
+        restore_stack(flat, "YX", Sharpener(gain), trust=req)
+        verdicts[gain] = req.summaries[0]
+    assert verdicts[12.0]["suspect"] and not verdicts[-0.9]["suspect"]
+    assert verdicts[12.0]["doubtful_share"] > 5 * max(verdicts[-0.9]["doubtful_share"], 1e-3)
+
+
+def test_the_calibration_written_into_the_weights_is_read_back_and_applied(tmp_path, tiny_model):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, tiny_model, "mdeblurgan", {"data": "test"})
+    before = torch.cat([p.flatten() for p in load_model(path).parameters()])
+    img = (np.random.default_rng(3).random((48, 48, 3)) * 255).astype(np.uint8)
+    maps = []
+    for scale in (1.0, 3.0):
+        set_provenance(path, "trust", TrustModel([0.0, 1.0, 0.0], scale, "test").to_dict())
+        model = load_model(path)
+        assert trust_model_of(model).scale == scale
+        req = TrustRequest(trust_model_of(model))
+        restore_stack(img, "YXS", model, channels="rgb", trust=req)
+        maps.append(req.maps[0])
+    assert np.allclose(maps[1], 3 * maps[0], rtol=1e-5, atol=1e-6)
+    assert torch.equal(before, torch.cat([p.flatten() for p in load_model(path).parameters()]))
+    assert np.array_equal(restore_array(img, load_model(path)), restore_array(img, tiny_model))
+
+
+def test_cli_writes_the_map_the_summary_and_the_report(tmp_path, tiny_weights):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), (np.random.default_rng(4).random((40, 48)) * 255).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), _flat_noise(side=40))
+    out = tmp_path / "r"
+    res = runner.invoke(app, ["restore", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out-dir", str(out),
+                              "--weights", str(tiny_weights), "--trust", "--report", str(out / "report.json")])
+    assert res.exit_code == 0, res.output
+    with tifffile.TiffFile(out / "a_x2_trust.tif") as t:
+        assert t.series[0].shape == (80, 96) and t.series[0].dtype == np.float32
+        assert "predicted error standard deviation" in t.pages[0].description
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["inputs"] == 2 and {r["trust_map"] for r in rep["records"]} == {str(out / "a_x2_trust.tif"),
+                                                                              str(out / "b_x2_trust.tif")}
+    assert "suspect" in res.output
+    again = runner.invoke(app, ["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "c.png"), "--weights",
+                                str(tiny_weights), "--fail-on-suspect"])
+    assert again.exit_code == 2 and "needs --trust" in again.output and not (tmp_path / "c.png").exists()
+
+
+def test_fail_on_suspect_exits_3(tmp_path, tiny_weights):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "n.png"), _flat_noise(side=48))
+    path = tmp_path / "w.safetensors"
+    save_weights(path, load_model(tiny_weights), "mdeblurgan", {"data": "test"})
+    set_provenance(path, "trust", TrustModel([5.0, 0.0, 0.0], 1.0, "test: a map that doubts everything").to_dict())
+    res = runner.invoke(app, ["restore", str(tmp_path / "n.png"), "-o", str(tmp_path / "o.png"), "--weights",
+                              str(path), "--trust", "--fail-on-suspect"])
+    assert res.exit_code == 3, res.output
+    assert (tmp_path / "o.png").exists() and (tmp_path / "o_trust.tif").exists() and "SUSPECT" in res.output
+
+
+def test_trust_with_a_bad_input_fails_like_any_restore(tmp_path, tiny_weights):
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = runner.invoke(app, ["restore", str(tmp_path / "bad.png"), "-o", str(tmp_path / "o.png"), "--weights",
+                              str(tiny_weights), "--trust"])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "bad.png" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
