@@ -51,6 +51,8 @@ LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
 OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
 SOFTWARE.
 """
+ARCH_NAMES = {"mdeblurgan": "the M-Deblurgan generator",
+              "unet-sr": "the U-Net + SR baseline of the M-Deblurgan paper (a U-Net in series with the SR module)"}
 PAPER = ("M-Deblurgan: a generative adversarial network that improves the resolution and the depth of field of "
          "optical microscope images together (deblurring encoder-decoder, optimal-approximation module, x2 SR module)")
 
@@ -107,32 +109,37 @@ def scale_range(x: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
     return ((x - lo) / (hi - lo + EPS)).astype(np.float32)
 
 
-def _card(info: dict, name: str) -> str:
+def _card(info: dict, name: str, context: int) -> str:
     prov = info.get("provenance", {})
+    lo, hi = info["normalization"]["percentiles"]
+    trained = [f"- Training data: {prov['data']}." if "data" in prov else "- Training data: not recorded."]
+    deg = prov.get("degradation", {})
+    if deg:
+        trained.append("- Degradations in training: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in deg.items() if isinstance(v, (int, float, list)))[:600] + ".")
     lines = [f"# {name}", "",
-             "M-Deblurgan generator exported by mdeblur: joint defocus deblurring and x2 super-resolution of "
-             "optical microscope images.", "",
+             f"{ARCH_NAMES.get(info['arch'], info['arch']).capitalize()}, exported by mdeblur "
+             f"{info['mdeblur_version']}: joint defocus deblurring and x{info['scale']} super-resolution of optical "
+             "microscope images.", "",
              "## Use", "",
-             "- Input: float32 (batch, 3, y, x); y and x multiples of 8, at least the declared minimum. A gray image goes in as the "
-             "same plane in all three channels, and its output is the mean of the three.",
-             f"- Preprocessing: the {info['normalization']['percentiles'][0]:g} and "
-             f"{info['normalization']['percentiles'][1]:g} percentiles of the image map to 0 and 1 "
-             "(scale_range over channel, y and x).",
+             f"- Input: float32 (batch, 3, y, x); y and x multiples of {info['multiple']}, at least the declared "
+             "minimum. A gray image goes in as the same plane in all three channels; average the three outputs.",
+             f"- Preprocessing (declared in rdf.yaml): the {lo:g} and {hi:g} percentiles of the image map to 0 and 1, "
+             "jointly over channel, y and x. (`mdeblur restore` maps 8-bit images by /255 instead, so 8-bit "
+             "results differ a little from it.)",
              "- Output: (batch, 3, 2y, 2x), in the same normalised units; map it back with the input's percentiles "
              "to get intensities.",
-             "- Large images: tile with the declared halo (the network's context); `mdeblur restore` does this and "
-             "blends the seams.", "",
-             "## Training and limits", "",
-             f"- Architecture: {info['arch']}, x{info['scale']}; mdeblur {info['mdeblur_version']}.",
-             f"- Provenance: {json.dumps(prov)[:1500]}",
-             "- Trained on simulated defocus (Gaussian and disc PSFs) of natural and simulated specimen images with "
-             "8-bit quantisation and noise; it is not trained on your microscope. Compare against bicubic on your "
-             "data and inspect flat regions, contrast-stretched, for invented texture.",
+             f"- Tiling: the declared halo ({context * info['scale']} output pixels, the network's context) lets a "
+             "runtime tile large images. Runtimes pad the image border by the halo, so a few border pixels differ "
+             "from `mdeblur restore`, which runs the network up to the border.", "",
+             "## Training and limits", "", *trained,
+             "- Not trained on your microscope. Compare against bicubic on your data, and inspect flat regions "
+             "contrast-stretched for invented texture (`mdeblur restore --trust` maps where to doubt the output).",
              "- Not for quantitative intensity measurements without validation.", "",
              "## Validation", "",
              "The test input is a crop of scikit-image's astronaut photograph; the expected output was made by the "
              "PyTorch model and both weight formats reproduce it (mdeblur's tests run bioimageio.core's test_model). "
-             "mdeblur's benchmarks (README) give PSNR/SSIM on held-out and reserved images.", "",
+             "mdeblur's README gives PSNR/SSIM on held-out and reserved images.", "",
              "## Cite", "", PAPER, ""]
     return "\n".join(lines)
 
@@ -152,8 +159,11 @@ def rdf(info: dict, name: str, files: dict[str, Path], context: int) -> dict:
     scale = info["scale"]
     channel = {"type": "channel", "channel_names": ["r", "g", "b"]}
 
-    def space(axis: str) -> dict:  # the output must exceed twice its halo: at least 2 contexts + 8 low-res pixels
-        return {"type": "space", "id": axis, "size": {"min": 2 * context + 8, "step": 8}}
+    step = info["multiple"]
+    smallest = -(-(2 * context + 8) // step) * step  # the output must exceed twice its halo
+
+    def space(axis: str) -> dict:
+        return {"type": "space", "id": axis, "size": {"min": smallest, "step": step}}
 
     def out_space(axis: str) -> dict:
         return {"type": "space", "id": axis, "size": {"tensor_id": "input", "axis_id": axis},
@@ -164,7 +174,8 @@ def rdf(info: dict, name: str, files: dict[str, Path], context: int) -> dict:
 
     return {
         "type": "model", "format_version": FORMAT_VERSION, "name": f"mdeblur {name}",
-        "description": "Joint defocus deblurring and x2 super-resolution of optical microscope images (M-Deblurgan).",
+        "description": f"Joint defocus deblurring and x{scale} super-resolution of optical microscope images "
+                       f"({ARCH_NAMES.get(info['arch'], info['arch'])}).",
         "version": info["mdeblur_version"],
         "authors": [{"name": "the mdeblur developers"}],
         "cite": [{"text": PAPER, "url": PAPER_URL}],
@@ -217,9 +228,10 @@ def export_bioimageio(model: nn.Module, path: Path, name: str = "mdeblurgan-x2")
         np.save(files["test_output"], y)
         _cover(x[0].transpose(1, 2, 0), y[0].transpose(1, 2, 0), files["cover"])
         files["license"].write_text(MIT)
-        files["citation"].write_text(f'cff-version: 1.2.0\nmessage: "If you use this model, cite the paper."\n'
-                                     f'title: "{PAPER}"\nauthors:\n  - name: "the mdeblur developers"\n')
-        (d / "README.md").write_text(_card(info, name))
+        files["citation"].write_text('cff-version: 1.2.0\nmessage: "If you use this model, cite the software and the '
+                                     'M-Deblurgan paper (see README.md)."\ntype: software\ntitle: "mdeblur"\n'
+                                     f'version: "{info["mdeblur_version"]}"\nauthors:\n  - name: "the mdeblur developers"\n')
+        (d / "README.md").write_text(_card(info, name, model_context(model)))
         (d / "rdf.yaml").write_text(_yaml(rdf(info, name, files, model_context(model))) + "\n")
         try:
             with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:

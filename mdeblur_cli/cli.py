@@ -388,15 +388,15 @@ def _print_robustness(reps: list[dict], json_out: Path | None, markdown: Path | 
             path.write_text(text + "\n")
 
 
-@app.command(epilog="Examples:\n\n  mdeblur export --format onnx -o mdeblurgan-x2.onnx\n\n  mdeblur export --weights runs/mine/best.safetensors --format torchscript -o mine.pt")
+@app.command(epilog="Examples:\n\n  mdeblur export -o mdeblurgan-x2.onnx\n\n  mdeblur export --weights runs/mine/best.safetensors -o mine.pt\n\n  mdeblur export --format bioimageio -o mdeblurgan-x2.zip      # BioImage Model Zoo package")
 def export(
-    output: Annotated[Path, typer.Option("-o", "--output", help="File to write (.onnx, .pt, or .zip for bioimageio).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write: .onnx, .pt, or .zip (bioimageio).")],
     weights: Annotated[str, typer.Option(help="Shipped model name or .safetensors path.")] = "mdeblurgan-x2",
-    fmt: Annotated[str, typer.Option("--format", help="onnx (needs the onnx extra), torchscript, or bioimageio (a BioImage Model Zoo "
-                                                   "package: rdf.yaml, ONNX and TorchScript weights, test tensors, card).")] = "onnx",
+    fmt: Annotated[str | None, typer.Option("--format", help="onnx (needs the onnx extra), torchscript, or bioimageio (a BioImage Model Zoo "
+                                                          "package: rdf.yaml, ONNX and TorchScript weights, test tensors, card). [default: from the file name]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
-    """Export the generator for other runtimes (dynamic height and width, multiples of 8; normalised input)."""
+    """Export the generator for other runtimes (dynamic height and width on the network's grid; normalised input)."""
     from .export import export as run_export
     from .weights import load_model
 
@@ -404,8 +404,12 @@ def export(
         info = run_export(load_model(weights), fmt, output, overwrite, name=Path(weights).stem)
     except MdeblurError as exc:
         fail(exc)
-    console.print(f"wrote {output} ({fmt}, x{info['scale']}; input {info['input']}; normalisation "
-                  f"percentiles {info['normalization']['percentiles']})", markup=False, highlight=False, soft_wrap=True)
+    lo, hi = info["normalization"]["percentiles"]
+    console.print(f"wrote {output} ({info['format']}, {info['arch']} x{info['scale']}; input {info['input']}, "
+                  f"normalised: its {lo:g} and {hi:g} percentiles to 0 and 1"
+                  f"{' (the package declares this preprocessing)' if info['format'] == 'bioimageio' else ''}; "
+                  "output in the same normalised units: map it back with the input's percentiles)",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 datasets_app = typer.Typer(help="Named datasets: what is found where.", no_args_is_help=True)

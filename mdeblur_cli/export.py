@@ -2,8 +2,9 @@
 BioImage Model Zoo package (bioimage.py).
 
 The exported graph maps a float32 (N, 3, H, W) image, normalised as `restore` does (see the weights'
-normalisation record), to the (N, 3, sH, sW) restored image. H and W are dynamic but must be multiples of 8
-(the network's downsampling grid; `restore` pads to them itself, a runtime must too).
+normalisation record), to the (N, 3, sH, sW) restored image. H and W are dynamic but must be multiples of the
+network's grid (8 for M-Deblurgan, 16 for U-Net + SR: the traced graph cannot pad; `restore` pads itself, a
+runtime must too).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from .errors import MdeblurError
 
 FORMATS = ("onnx", "torchscript", "bioimageio")
+SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts"), "bioimageio": (".zip",)}
 EXAMPLE_SIDE = 64  # the traced example; any multiple of 8 works at run time
 OPSET = 17
 
@@ -33,13 +35,34 @@ class RestoredImage(nn.Module):
         return self.model(x)[0]
 
 
+def model_multiple(model: nn.Module) -> int:
+    """The input sides an export accepts: multiples of the network's downsampling grid."""
+    return int(getattr(model, "multiple", 8))
+
+
+def format_for(path: Path, fmt: str | None) -> str:
+    """The format asked for, or the one the file name says (.onnx, .pt, .zip); refuses a mismatch."""
+    by_suffix = next((f for f, sfx in SUFFIXES.items() if path.suffix.lower() in sfx), None)
+    if fmt is None:
+        if by_suffix is None:
+            raise MdeblurError(f"-o {path}: give --format ({', '.join(FORMATS)}) or a file name ending in "
+                               ".onnx, .pt or .zip (bioimageio)")
+        return by_suffix
+    if fmt not in FORMATS:
+        raise MdeblurError(f"--format {fmt}: use {', '.join(FORMATS)}")
+    if path.suffix.lower() not in SUFFIXES[fmt]:
+        raise MdeblurError(f"-o {path}: a {fmt} export is written to a {' or '.join(SUFFIXES[fmt])} file")
+    return fmt
+
+
 def describe(model: nn.Module) -> dict:
     """What a runtime needs to know to use the export, stored in the file."""
     from . import __version__
     from .restore import model_percentiles
 
     return {"mdeblur_version": __version__, "arch": getattr(model, "arch", type(model).__name__),
-            "scale": model.scale, "input": "float32 (N, 3, H, W), H and W multiples of 8",
+            "scale": model.scale, "input": f"float32 (N, 3, H, W), H and W multiples of {model_multiple(model)}",
+            "multiple": model_multiple(model),
             "normalization": {"mode": "percentile", "percentiles": list(model_percentiles(model)),
                               "note": "8-bit input: divide by 255 instead; map the output back by the inverse"},
             "provenance": getattr(model, "provenance", {})}
@@ -68,7 +91,8 @@ def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, info:
     torch.jit.save(traced, str(path), _extra_files={"mdeblur.json": json.dumps(info)})
 
 
-def export(model: nn.Module, fmt: str, path: str | Path, overwrite: bool = False, name: str = "mdeblurgan-x2") -> dict:
+def export(model: nn.Module, fmt: str | None, path: str | Path, overwrite: bool = False,
+           name: str = "mdeblurgan-x2") -> dict:
     """Write `model` as `fmt` to `path`, atomically; returns the stored description.
 
     onnx and torchscript write one graph; bioimageio a BioImage Model Zoo zip (see bioimage.py) named `name`.
@@ -77,24 +101,22 @@ def export(model: nn.Module, fmt: str, path: str | Path, overwrite: bool = False
     from .paths import check_new_file
 
     path = Path(path)
-    if fmt not in FORMATS:
-        raise MdeblurError(f"--format {fmt}: use {' or '.join(FORMATS)}")
+    fmt = format_for(path, fmt)
     check_new_file(path, overwrite, "-o")
     if fmt == "bioimageio":
         from .bioimage import export_bioimageio
 
-        if path.suffix.lower() != ".zip":
-            raise MdeblurError(f"{path}: a BioImage Model Zoo package is a .zip file")
         try:
             import onnx  # noqa: F401  (the package carries ONNX weights)
         except ImportError:
             raise MdeblurError(f"{path}: the BioImage package needs the onnx extra: pip install 'mdeblur[onnx]'") from None
         out: dict = {}
         atomic_write(path, lambda tmp: out.update(export_bioimageio(model, tmp, name)))
-        return out
+        return {**out, "format": fmt}
     net = RestoredImage(model.cpu().eval()).eval()
-    example = torch.rand(1, 3, EXAMPLE_SIDE, EXAMPLE_SIDE)
+    example = torch.rand(1, 3, EXAMPLE_SIDE, EXAMPLE_SIDE)  # a multiple of every network's grid
     info = describe(model)
+    info["format"] = fmt
     write = _export_onnx if fmt == "onnx" else _export_torchscript
     atomic_write(path, lambda tmp: write(net, example, tmp, info))
     return info

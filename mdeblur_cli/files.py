@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class FileResult:
     nonfinite: int = 0  # NaN/Inf samples of the input: filled for the network, NaN again in the output
     streamed: bool = False  # restored band by band from a memory map into a tiled BigTIFF
     trust: dict | None = None  # --trust: median predicted error (file units), doubtful share, suspect
+    colours: list[int] = field(default_factory=list)  # per series, its colour channels (1: a gray image)
     trust_path: Path | None = None
 
 
@@ -155,7 +157,8 @@ def plan_outputs(job: RestoreJob, files: list[tuple[Path, Path]]) -> tuple[list[
     if existing and job.skip_existing:
         return [(s, d) for s, d in plan if not exists(d)], len(existing)
     if existing and not job.overwrite:
-        raise MdeblurError(f"{existing[0]}: exists (use --overwrite to replace, or --skip-existing to resume)")
+        more = f" (and {len(existing) - 1} more of the {len(plan)} outputs)" if len(existing) > 1 else ""
+        raise MdeblurError(f"{existing[0]}: exists{more}; use --overwrite to replace, or --skip-existing to resume")
     return plan, 0
 
 
@@ -247,6 +250,7 @@ def compute_file(
         meta.ome.setdefault("Name", split_name(job.src)[0])  # the image's name in OME outputs
         out.append(Series(data, s.axes, meta))
         result.modes.append(mode)
+        result.colours.append(s.channels - int(s.meta.alpha))
         if req is not None:
             maps.append(Series(req.maps[0], s.axes, _trust_meta(meta, s.data.dtype, trust_model)))
             summaries += req.summaries
@@ -360,6 +364,7 @@ def restore_files(job: RestoreJob, console: Console, records: list | None = None
     if job.self_ensemble:
         model = SelfEnsemble(model).eval()
     reporter = _Reporter(console, len(plan), percentiles, job.debug, records)
+    started = time.perf_counter()
     with Progress(*PROGRESS_COLUMNS, console=console, transient=True) as progress, \
             ThreadPoolExecutor(1, "mdeblur-read") as reader, ThreadPoolExecutor(1, "mdeblur-write") as writer:
         files_task = progress.add_task("images", total=len(plan), visible=len(plan) > 1, pixels=0.0)
@@ -400,6 +405,12 @@ def restore_files(job: RestoreJob, console: Console, records: list | None = None
             progress.update(files_task, advance=1, pixels=done["total"])
         while pending:
             reporter.report(*pending.popleft())
+    if len(plan) > 1 or skipped:
+        took = time.perf_counter() - started
+        console.print(f"done: {len(plan) - reporter.failures} restored, {reporter.failures} failed"
+                      + (f", {skipped} skipped (output exists)" if skipped else "")
+                      + f" in {took:.1f} s ({done['total'] / max(took, 1e-9) / 1e6:.2f} input Mpx/s)",
+                      highlight=False, soft_wrap=True, markup=False)
     if job.trust and reporter.trusted:
         suspects = reporter.suspects
         console.print(f"trust: {len(suspects)} of {reporter.trusted} restored image(s) suspect (more than "
@@ -470,11 +481,13 @@ class _Reporter:
             if res.trust["suspect"]:
                 self.suspects.append(src)
         self.records.append(record)
+        gray = bool(res.colours) and all(n == 1 for n in res.colours)  # one channel: no choice was made
         for mode in dict.fromkeys(res.modes):  # what each choice means, once per run
-            if mode not in self.said:
+            if mode not in self.said and not gray:
                 self._say(f"channels {mode}: {CHANNEL_HELP[mode]}")
                 self.said.add(mode)
-        note = f"channels: {', '.join(dict.fromkeys(res.modes))}; intensities: {_describe(res.norms, self.percentiles)}"
+        modes = "gray" if gray else ", ".join(dict.fromkeys(res.modes))
+        note = f"channels: {modes}; intensities: {_describe(res.norms, self.percentiles)}"
         self._say(f"{src} -> {dst} ({note})")
         if res.lost and "lost" not in self.said:
             items = "; ".join(f"{k} {v}" for k, v in res.lost.items())

@@ -105,3 +105,38 @@ def test_bioimageio_package_validates_with_the_bioimageio_tools(tmp_path, tiny_w
     assert not isinstance(descr, spec.InvalidDescr), descr.validation_summary.format()
     summary = core.test_model(out)
     assert summary.status == "passed", summary.format()
+
+
+def test_the_format_follows_the_file_name_and_a_mismatch_is_refused(tmp_path, tiny_weights):
+    res = runner.invoke(app, ["export", "--weights", str(tiny_weights), "-o", str(tmp_path / "m.pt")])
+    assert res.exit_code == 0 and "torchscript" in res.output
+    for fmt, name in (("onnx", "m.zip"), ("torchscript", "m.onnx"), (None, "m.bin")):
+        args = ["export", "--weights", str(tiny_weights), "-o", str(tmp_path / name)] + (["--format", fmt] if fmt else [])
+        bad = runner.invoke(app, args)
+        assert bad.exit_code == 2 and name in bad.output and not (tmp_path / name).exists(), bad.output
+
+
+def test_unet_exports_take_its_16_pixel_grid_and_its_package_validates(tmp_path):
+    """U-Net + SR pools four times: its exports declare multiples of 16, and they run there."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from mdeblur_cli.models import build_model
+    from mdeblur_cli.weights import load_model, save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path / "unet.safetensors"
+    save_weights(path, build_model("unet-sr", {"width": 4, "sr_width": 8}), "unet-sr", {"data": "test"})
+    res = runner.invoke(app, ["export", "--weights", str(path), "-o", str(tmp_path / "u.onnx")])
+    assert res.exit_code == 0 and "multiples of 16" in res.output, res.output
+    session = ort.InferenceSession(str(tmp_path / "u.onnx"), providers=["CPUExecutionProvider"])
+    model = load_model(path)
+    for shape in ((1, 3, 48, 80), (1, 3, 112, 32)):
+        x = torch.rand(*shape)
+        assert np.abs(session.run(None, {"input": x.numpy()})[0] - _reference(model, x)).max() <= 1e-4
+    spec = pytest.importorskip("bioimageio.spec")
+    core = pytest.importorskip("bioimageio.core")
+    assert runner.invoke(app, ["export", "--weights", str(path), "-o", str(tmp_path / "u.zip")]).exit_code == 0
+    assert "step: 16" in __import__("zipfile").ZipFile(tmp_path / "u.zip").read("rdf.yaml").decode()
+    assert not isinstance(spec.load_description(tmp_path / "u.zip"), spec.InvalidDescr)
+    summary = core.test_model(tmp_path / "u.zip")
+    assert summary.status == "passed", summary.format()

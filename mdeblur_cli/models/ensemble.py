@@ -28,6 +28,7 @@ class SelfEnsemble(nn.Module):
         self.model = model
         self.scale = model.scale
         self.context = getattr(model, "context", None)
+        self.multiple = getattr(model, "multiple", 8)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sr_sum = deblurred_sum = None

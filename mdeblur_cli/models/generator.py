@@ -125,6 +125,7 @@ class MDeblurGAN(nn.Module):
     # Low-res px of context a tile needs on each side so that tiled equals whole: with 32 the shipped weights
     # differ by 1.4e-4 at most (48: 1.3e-6; 24: 1.2e-3), measured by benchmarks/bench_tiling.py --contexts.
     context = 32
+    multiple = MULTIPLE  # input sides the network takes without padding itself (exports need them)
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
