@@ -27,11 +27,11 @@ from mdeblur_cli.datasets import TRAIN_SOURCES, skimage_image, split_columns, to
 from mdeblur_cli.degrade import fire_protocol, jpeg_compress, poisson_gaussian_noise, quantize
 from mdeblur_cli.restore import restore_float
 from mdeblur_cli.trust import DIAGNOSTICS, EPS, SMOOTH, SOURCES, TrustModel, diagnostics, predict, smooth, sources
+from mdeblur_cli.trust_bench import TILE, spearman, tile_rms
 from mdeblur_cli.weights import load_model
 
 COVERAGE = 0.95
 KINDS = ("8-bit", "jpeg-q90", "poisson")
-TILE = 16
 
 
 def encode(lr: torch.Tensor, kind: str, seed: int) -> torch.Tensor:
@@ -53,17 +53,6 @@ def held_out(max_side: int = 256) -> list[tuple[str, torch.Tensor]]:
         if h >= 2 * TILE and w >= 2 * TILE:
             out.append((name, val[:, :h, :w].contiguous()))
     return out
-
-
-def tile_rms(x: np.ndarray) -> np.ndarray:
-    h, w = x.shape[0] // TILE * TILE, x.shape[1] // TILE * TILE
-    return np.sqrt((x[:h, :w] ** 2).reshape(h // TILE, TILE, w // TILE, TILE).mean((1, 3))).ravel()
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
 
 
 def case(model, name: str, hr: torch.Tensor, kind: str, seed: int, passes: int) -> dict:

@@ -145,6 +145,21 @@ def window_variants(weights: str, device: torch.device, ref_gflops: float, side:
     return rows
 
 
+def trust_time(weights: str, img: np.ndarray, device: torch.device) -> dict:
+    """restore with --trust against without, the same image, one run each."""
+    from mdeblur_cli.restore import TrustRequest, restore_stack
+    from mdeblur_cli.trust import trust_model_of
+
+    model = load_model(weights, device)
+    timer = _timer(device)
+    plain = timer(lambda: restore_stack(img, "YXS", model, channels="rgb", device=device))
+    trusted = timer(lambda: restore_stack(img, "YXS", model, channels="rgb", device=device,
+                                          trust=TrustRequest(trust_model_of(model))))
+    print(f"trust map cost, {img.shape[0]}x{img.shape[1]}: restore {plain:.2f} s, with --trust {trusted:.2f} s, "
+          f"ratio {trusted / plain:.2f}")
+    return {"plain_seconds": plain, "trust_seconds": trusted, "ratio": trusted / plain}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
@@ -159,6 +174,7 @@ def main() -> None:
     ap.add_argument("--onnx", action="store_true", help="also time onnxruntime against torch on one window")
     ap.add_argument("--window", type=int, default=0, help="also time one window of this side: 1 and 4 per pass")
     ap.add_argument("--compile", action="store_true", help="with --window: also torch.compile (needs a C++ compiler)")
+    ap.add_argument("--trust", action="store_true", help="also time restore --trust (the trust map) against plain")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -194,12 +210,14 @@ def main() -> None:
             sweep.append({"tile": tile or "whole", "seconds": seconds, "ratio": ratio})
             print(f"  tile {tile or 'whole':>5}: {seconds:6.2f} s, ratio {ratio:.2f}")
     windows = window_variants(args.weights, device, ref, args.window, args.compile) if args.window else []
+    trust_cost = trust_time(args.weights, img, device) if args.trust else {}
     if args.onnx:
         onnx_vs_torch(args.weights)
     if args.json:
         args.json.write_text(json.dumps({"size": args.size, "device": str(device), "threads": torch.get_num_threads(),
                                          "matmul_gflops": ref, "methods": rows, "tile_sweep": sweep,
-                                         "windows": windows}, indent=2) + "\n")
+                                         "windows": windows,
+                                         "trust": trust_cost}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

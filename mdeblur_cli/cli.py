@@ -244,6 +244,7 @@ def benchmark(
     input_depth: Annotated[str | None, typer.Option(help="The low-res input as a user's file: 8, 16 or float (also jpeg90, poisson1000, dim12); normalised as restore does. [default: 8]")] = None,
     robustness: Annotated[bool, typer.Option("--robustness", help="Run every method under float, 16-bit, 8-bit, JPEG q90, Poisson 1000 photons and dim 12-bit input; one table.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing --json/--csv/--markdown/--figure/--plot-params files.")] = False,
+    trust: Annotated[bool, typer.Option("--trust", help="Instead of PSNR/SSIM: does the trust map of --weights predict the error? Ranking against the gradient baseline, coverage, and detection of a planted hallucinating model, at 8-bit, JPEG q90 and Poisson input.")] = False,
 ) -> None:
     """PSNR/SSIM of bicubic, RL-deconvolution + SR, U-Net + SR and M-Deblurgan on one dataset."""
     import json
@@ -282,6 +283,9 @@ def benchmark(
         evalset = load_eval_set(dataset, data_root, sigma, 2, limit)
         if evalset.stand_in:
             console.print(f"[yellow]note:[/yellow] {evalset.source}")
+        if trust:
+            _benchmark_trust(evalset, dataset, load_model(weights, dev), json_out, markdown)
+            return
         inputs = {c.name: bm.prepare_inputs(evalset.pairs, c) for c in conditions}
         first = inputs[conditions[0].name]
         fixed_psf = bm.parse_psf(psf) if psf else None
@@ -364,6 +368,29 @@ def benchmark(
         except MdeblurError as exc:
             fail(exc)
         console.print(f"plot: {plot_params}", markup=False, highlight=False)
+
+
+def _benchmark_trust(evalset, dataset: str, model, json_out: Path | None, markdown: Path | None) -> None:
+    """mdeblur benchmark --trust: the calibration and detection tables (trust_bench.py)."""
+    import json
+
+    from rich.progress import Progress
+
+    from . import trust_bench as tb
+    from .io import atomic_write
+
+    n = len(evalset.pairs)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("trust maps", total=n * len(tb.KINDS) + n + 1)
+        rows = tb.calibration(model, evalset.pairs, on_step=lambda: progress.advance(task))
+        det = tb.detection(model, evalset.pairs, on_step=lambda: progress.advance(task))
+    text = tb.render(rows, det, dataset, evalset.stand_in)
+    Console().print(text, markup=False, highlight=False, soft_wrap=True)
+    for path, body in ((json_out, json.dumps({"dataset": dataset, "stand_in": evalset.stand_in,
+                                              "trust": tb.tr.trust_model_of(model).to_dict(), "calibration": rows,
+                                              "detection": det}, indent=2)), (markdown, text)):
+        if path is not None:
+            atomic_write(path, lambda tmp, body=body: Path(tmp).write_text(body + "\n"))
 
 
 def _print_robustness(reps: list[dict], json_out: Path | None, markdown: Path | None) -> None:

@@ -253,10 +253,11 @@ def _restore_normalised(img: np.ndarray, model: nn.Module, norm: Normalization, 
 
     quiet = {k: v for k, v in kw.items() if k != "progress"}
     quant = 1.0 / (norm.hi - norm.lo) if np.issubdtype(dtype, np.integer) else 0.0  # one count, network units
-    maps = tr.sources(model, img, out, lambda x: restore_float(model, x, clip=False, **quiet), quant_step=quant)
+    sigma = tr.noise_sigma(img, quant)
+    maps = tr.sources(model, img, out, lambda x: restore_float(model, x, clip=False, **quiet), sigma=sigma)
     sd = tr.predict(maps, trust.model)
     units = float(norm.hi - norm.lo)
-    trust.summaries.append(tr.summary(sd, out, img, model.scale, units))
+    trust.summaries.append(tr.summary(sd, maps["spread"], out, sigma, units))
     return out, sd * units
 
 

@@ -124,7 +124,8 @@ def test_fail_on_suspect_exits_3(tmp_path, tiny_weights):
     cv2.imwrite(str(tmp_path / "n.png"), _flat_noise(side=48))
     path = tmp_path / "w.safetensors"
     save_weights(path, load_model(tiny_weights), "mdeblurgan", {"data": "test"})
-    set_provenance(path, "trust", TrustModel([5.0, 0.0, 0.0], 1.0, "test: a map that doubts everything").to_dict())
+    set_provenance(path, "trust", TrustModel([5.0, 0.0, 0.0], 1.0, "test").to_dict())  # the random tiny model
+    # amplifies the noise of a flat field: its spread is most of the structure it shows
     res = runner.invoke(app, ["restore", str(tmp_path / "n.png"), "-o", str(tmp_path / "o.png"), "--weights",
                               str(path), "--trust", "--fail-on-suspect"])
     assert res.exit_code == 3, res.output
@@ -140,3 +141,15 @@ def test_trust_with_a_bad_input_fails_like_any_restore(tmp_path, tiny_weights):
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "bad.png" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_benchmark_trust_prints_the_calibration_and_detection_tables(tmp_path):
+    res = runner.invoke(app, ["benchmark", "--dataset", "reserved", "--trust", "--limit", "1", "--json",
+                              str(tmp_path / "t.json")])
+    assert res.exit_code == 0, res.output
+    assert "gradient baseline" in res.output and "planted model" in res.output
+    rep = json.loads((tmp_path / "t.json").read_text())
+    assert [r["kind"] for r in rep["calibration"]] == ["8", "jpeg90", "poisson1000"]
+    assert all(-1 <= r["spearman"] <= 1 and 0 <= r["coverage"] <= 1 for r in rep["calibration"])
+    flat = rep["detection"][-1]
+    assert flat["image"] == "flat noise field" and flat["planted_suspect"] and not flat["good_suspect"]
