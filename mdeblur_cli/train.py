@@ -11,7 +11,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,15 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import distributed as ddp
+from .checkpoint import STATE_FILE, _rng_state, _set_rng_state, load_state, save_state  # noqa: F401 (re-export)
+from .config import (  # noqa: F401 (re-export)
+    RUN_FILES,
+    TRAIN_BYTES_PER_LR_PIXEL,
+    TrainConfig,
+    check_run_folder,
+    config_from_toml,
+    config_to_toml,
+)
 from .datasets import (
     MICRO_VAL_COUNT,
     PairedImage,
@@ -33,143 +42,16 @@ from .datasets import (
 from .degrade import DegradationSpec, random_degradation
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
+from .losses import BALANCE_SHARE, LOG_MSE_EPS, Losses, PerceptualLoss  # noqa: F401 (re-export)
 from .metrics import psnr, ssim
 from .models import Discriminator, build_model, count_params, preset_config
+from .runlog import METRIC_COLUMNS, _truncate_metrics, read_metrics  # noqa: F401 (re-export)
 from .stacks import machine_memory
-from .vgg import DEFAULT_LAYER, PerceptualLoss, find_vgg19_weights, load_vgg19_features
+from .vgg import find_vgg19_weights, load_vgg19_features
 from .weights import load_model, save_weights
 
 VAL_SEED = 1_000_003  # validation degradations use seeds from here, fixed across runs
-STATE_FILE = "state.pt"
 BALANCE_BATCHES = 4  # batches measured by --loss-balance auto
-LOG_MSE_EPS = 1e-6  # 'log-mse' floor: patches beyond 60 dB stop pulling
-TRAIN_BYTES_PER_LR_PIXEL = 20_000  # training memory per low-res patch pixel (measured ~4.7 kB, small preset)
-BALANCE_SHARE = 0.10  # share of the MSE and of the SSIM term in the combined loss (paper: 5-15%)
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on."""
-
-    data: str | None = None  # None: scikit-image's bundled images (reserved ones excluded)
-    model: str = "mdeblurgan"  # mdeblurgan | unet-sr
-    preset: str = "small"
-    use_oa: bool = True
-    scale: int = 2
-    iters: int = 6000
-    batch_size: int = 8
-    patch: int = 48  # low-res patch side
-    learning_rate: float = 2e-4
-    final_learning_rate: float = 1e-7
-    decay_start: float = 0.75  # share of iterations at constant learning rate, then linear decay
-    deblur_weight: float = 1.0  # MSE(deblurred, clear LR)
-    ssim_weight: float = 0.01  # beta: (1 - SSIM(SR, HR))
-    perceptual_weight: float = 0.0  # alpha: VGG19 feature MSE
-    adversarial_weight: float = 0.0  # gamma: generator BCE against the discriminator
-    loss_balance: str = "fixed"  # fixed | auto (alpha, beta from the first batches)
-    vgg19_weights: str | None = None
-    vgg_layer: int = DEFAULT_LAYER
-    adv_start: int = 0  # iteration at which the adversarial term starts (pixel-loss warm-up)
-    ema: float = 0.0  # EMA decay of the generator weights; 0: off
-    zoom_prob: float = 0.5  # share of patches magnified x1-3 for smooth content
-    soft_prob: float = 0.0  # share of patches whose ground truth is itself softened (and validation copies)
-    microscope_prob: float = 0.0  # share of patches simulated through the x5-defocus/x10 optics (and validation pairs)
-    pixel_loss: str = "mse"  # mse (the paper's) | log-mse: mean over patches of log(1 + MSE/eps), i.e. mean PSNR
-    val_every: int = 250
-    checkpoint_every: int = 250
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
-    threads: int | None = None
-    init: str | None = None  # start from these weights (shipped name or path): fine-tuning
-    out: str = "runs/train"
-    degradation: DegradationSpec = field(default_factory=DegradationSpec)
-
-    def __post_init__(self) -> None:
-        """Every value checked here, so a config file and a resumed run are checked like the command line."""
-        from .models import PRESETS, UNET_PRESETS
-
-        choices = {"model": ("mdeblurgan", "unet-sr"), "loss_balance": ("fixed", "auto"),
-                   "pixel_loss": ("mse", "log-mse"), "precision": ("fp32", "fp16", "bf16")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: use {' or '.join(allowed)}")
-        presets = PRESETS if self.model == "mdeblurgan" else UNET_PRESETS
-        if self.preset not in presets:
-            raise MdeblurError(f"--preset {self.preset}: use {' or '.join(presets)}")
-        at_least = {"scale": 2, "iters": 1, "batch_size": 1, "patch": 16, "val_every": 1, "checkpoint_every": 1}
-        for name, low in at_least.items():
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
-                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be a whole number "
-                                   f">= {low}")
-        if self.patch % 8:
-            raise MdeblurError(f"--patch {self.patch}: must be a multiple of 8 (the network's stride)")
-        if self.threads is not None and self.threads < 1:
-            raise MdeblurError(f"--threads {self.threads}: must be 1 or more")
-        if not (0 < self.learning_rate < 1 and 0 <= self.final_learning_rate <= self.learning_rate):
-            raise MdeblurError(f"--learning-rate {self.learning_rate:g}: must lie in (0, 1), above the final rate")
-        if not 0 <= self.ema < 1:
-            raise MdeblurError(f"--ema {self.ema:g}: an EMA decay lies in [0, 1) (0: off; 0.999 is usual)")
-        for name in ("zoom_prob", "soft_prob", "microscope_prob", "decay_start"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name):g}: a share lies in [0, 1]")
-        for name in ("deblur_weight", "ssim_weight", "perceptual_weight", "adversarial_weight"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name):g}: a loss weight is 0 or more")
-        if self.adv_start < 0:
-            raise MdeblurError(f"--adv-start {self.adv_start}: must be 0 or more")
-        if not 0 <= self.seed < 2**31:
-            raise MdeblurError(f"--seed {self.seed}: use 0 to 2^31 - 1")
-
-
-RUN_FILES = ("state.pt", "best.safetensors", "last.safetensors", "metrics.csv", "config.toml")
-
-
-def check_run_folder(out: Path, data: str | None, overwrite: bool) -> None:
-    """A new run never lands in (or around) its data folder, nor replaces an earlier run without --overwrite."""
-    from .paths import check_output_folder
-
-    inputs = [Path(data)] if data is not None else []
-    check_output_folder(out, [out], inputs, overwrite, [out / f for f in RUN_FILES], "--out")
-
-
-# ---------------------------------------------------------------- config files
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return repr(v)
-
-
-def config_to_toml(cfg: TrainConfig) -> str:
-    """The config as TOML (None values are left out)."""
-    d = asdict(cfg)
-    deg = d.pop("degradation")
-    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if v is not None]
-    lines += ["", "[degradation]", *(f"{k} = {_toml_value(v)}" for k, v in deg.items())]
-    return "\n".join(lines) + "\n"
-
-
-def config_from_toml(path: Path, overrides: dict) -> TrainConfig:
-    """A TOML file, then CLI overrides (non-None values), on top of the defaults."""
-    import tomllib
-
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise MdeblurError(f"{path}: not a readable TOML config ({exc})") from None
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise MdeblurError(f"{path}: unknown config keys {', '.join(sorted(unknown))}")
-    deg = raw.pop("degradation", {})
-    spec = DegradationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in deg.items()})
-    return TrainConfig(**{**raw, **{k: v for k, v in overrides.items() if v is not None}, "degradation": spec})
 
 
 # ---------------------------------------------------------------- data and validation
@@ -251,96 +133,7 @@ def iters_per_epoch(sources: list, cfg: TrainConfig) -> int:
 # ---------------------------------------------------------------- losses
 
 
-class Losses:
-    """The generator objective L = MSE_deblur + MSE_SR + alpha L_percep + beta L_SSIM + gamma L_adv."""
-
-    def __init__(self, cfg: TrainConfig, perceptual: PerceptualLoss | None, disc: torch.nn.Module | None) -> None:
-        self.cfg = cfg
-        self.perceptual = perceptual
-        self.disc = disc
-        self.alpha = cfg.perceptual_weight if perceptual is not None else 0.0
-        self.beta = cfg.ssim_weight
-        self.gamma = cfg.adversarial_weight if disc is not None else 0.0
-
-    def pixel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """The MSE term; 'log-mse' weights each patch by 1/(its MSE + eps), so smooth patches count as in mean PSNR."""
-        if self.cfg.pixel_loss == "mse":
-            return F.mse_loss(a, b)
-        return torch.log1p((a - b).pow(2).flatten(1).mean(1) / LOG_MSE_EPS).mean()
-
-    def raw_terms(self, sr, deblurred, hr, lr_clear, adversarial: bool) -> dict[str, torch.Tensor]:
-        terms = {
-            "mse": self.pixel(sr, hr) + self.cfg.deblur_weight * self.pixel(deblurred, lr_clear),
-            "ssim": 1 - ssim(sr.float(), hr.float()).mean(),
-        }
-        if self.perceptual is not None:
-            terms["percep"] = self.perceptual(sr, hr)
-        if self.disc is not None and adversarial:
-            logits = self.disc(sr)
-            terms["adv"] = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-        return terms
-
-    def weighted(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        w = {"mse": 1.0, "ssim": self.beta, "percep": self.alpha, "adv": self.gamma}
-        return {k: w[k] * v for k, v in terms.items()}
-
-    def balance(self, means: dict[str, float]) -> None:
-        """--loss-balance auto: MSE and SSIM terms each about 10% of the combined loss (the paper's 5-15%)."""
-        m, s = means["mse"], max(means["ssim"], 1e-12)
-        total = m / BALANCE_SHARE  # MSE is 10% of the total ...
-        self.beta = m / s  # ... and so is beta * SSIM
-        if self.perceptual is not None:  # the perceptual term takes the rest, after the adversarial term
-            rest = total - m - self.beta * s - self.gamma * means.get("adv", 0.0)
-            self.alpha = max(rest, 0.0) / max(means["percep"], 1e-12)
-
-    def describe(self) -> str:
-        name = "mse" if self.cfg.pixel_loss == "mse" else f"log1p(mse/{LOG_MSE_EPS:g})"
-        parts = [f"{name}_sr", f"{self.cfg.deblur_weight:g}*{name}_deblur", f"{self.beta:.4g}*(1-ssim)"]
-        if self.perceptual is not None:
-            parts.append(f"{self.alpha:.4g}*perceptual(VGG19 features.{self.cfg.vgg_layer})")
-        elif self.cfg.perceptual_weight > 0 or self.cfg.loss_balance == "auto":
-            parts.append("perceptual ABSENT (no VGG19 weights)")
-        if self.disc is not None:
-            parts.append(f"{self.gamma:.4g}*adversarial(from iteration {self.cfg.adv_start})")
-        return " + ".join(parts)
-
-
 # ---------------------------------------------------------------- checkpoints
-
-
-def _rng_state(sampler: PatchSampler) -> dict:
-    np_state = np.random.get_state()
-    return {
-        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-        "sampler": sampler.generator.get_state(),
-    }
-
-
-def _set_rng_state(state: dict, sampler: PatchSampler, sampler_state: torch.Tensor) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    n = state["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
-    torch.set_rng_state(state["torch"])
-    sampler.generator.set_state(sampler_state)
-
-
-def save_state(path: Path, state: dict) -> None:
-    """torch.save to a temp file, then rename: a crash never leaves a half-written checkpoint."""
-    from .io import atomic_write
-
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_state(path: Path) -> dict:
-    if not path.is_file():
-        raise MdeblurError(f"{path.parent}: no {STATE_FILE} to resume from")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MdeblurError(f"{path}: unreadable training state ({type(exc).__name__})") from None
 
 
 # ---------------------------------------------------------------- the loop
@@ -367,19 +160,6 @@ class _StopRequest:
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-
-def _truncate_metrics(path: Path, upto: int) -> None:
-    if not path.exists():
-        return
-    rows = list(csv.reader(path.open()))
-    keep = [METRIC_COLUMNS] + [r for r in rows[1:] if r and int(r[0]) <= upto]
-    with path.open("w", newline="") as f:
-        csv.writer(f).writerows(keep)
-
-
-METRIC_COLUMNS = ["iter", "epoch", "learning_rate", "loss", "mse", "ssim_term", "percep_term", "adv_term", "d_loss",
-                  "val_psnr", "val_ssim", "seconds"]
 
 
 def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
@@ -608,11 +388,3 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         raise exc
     say(f"best validation PSNR {best['psnr']:.3f} dB, SSIM {best['ssim']:.4f} at iteration {best['iter']}; weights in {out}")
     return best
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    """metrics.csv rows of a run."""
-    path = Path(run_dir) / "metrics.csv"
-    if not path.exists():
-        raise MdeblurError(f"{run_dir}: no metrics.csv")
-    return list(csv.DictReader(path.open()))

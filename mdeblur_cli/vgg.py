@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import MdeblurError
@@ -64,25 +63,3 @@ def load_vgg19_features(path: str | Path) -> nn.Sequential:
     except RuntimeError as exc:
         raise MdeblurError(f"{path}: not VGG19 features ({str(exc).splitlines()[0]})") from None
     return model
-
-
-class PerceptualLoss(nn.Module):
-    """MSE between VGG19 feature maps phi_{i,j} of two images (ImageNet-normalised; gray repeated to RGB)."""
-
-    def __init__(self, features: nn.Sequential, layer: int = DEFAULT_LAYER) -> None:
-        super().__init__()
-        self.features = features[: layer + 1].eval()
-        for p in self.features.parameters():
-            p.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-
-    def _phi(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1:
-            x = x.repeat(1, 3, 1, 1)
-        return self.features((x - self.mean) / self.std)
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            t = self._phi(target)
-        return F.mse_loss(self._phi(pred), t)

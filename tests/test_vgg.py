@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from mdeblur_cli.errors import MdeblurError
+from mdeblur_cli.losses import PerceptualLoss
 from mdeblur_cli.vgg import (
     TORCHVISION_FILE,
-    PerceptualLoss,
     find_vgg19_weights,
     load_vgg19_features,
     vgg19_features,

@@ -1,0 +1,136 @@
+"""Training configuration: TrainConfig with its value checks, TOML I/O, and the run folder's files."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .degrade import DegradationSpec
+from .errors import MdeblurError
+from .vgg import DEFAULT_LAYER
+
+TRAIN_BYTES_PER_LR_PIXEL = 20_000  # training memory per low-res patch pixel (measured ~4.7 kB, small preset)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on."""
+
+    data: str | None = None  # None: scikit-image's bundled images (reserved ones excluded)
+    model: str = "mdeblurgan"  # mdeblurgan | unet-sr
+    preset: str = "small"
+    use_oa: bool = True
+    scale: int = 2
+    iters: int = 6000
+    batch_size: int = 8
+    patch: int = 48  # low-res patch side
+    learning_rate: float = 2e-4
+    final_learning_rate: float = 1e-7
+    decay_start: float = 0.75  # share of iterations at constant learning rate, then linear decay
+    deblur_weight: float = 1.0  # MSE(deblurred, clear LR)
+    ssim_weight: float = 0.01  # beta: (1 - SSIM(SR, HR))
+    perceptual_weight: float = 0.0  # alpha: VGG19 feature MSE
+    adversarial_weight: float = 0.0  # gamma: generator BCE against the discriminator
+    loss_balance: str = "fixed"  # fixed | auto (alpha, beta from the first batches)
+    vgg19_weights: str | None = None
+    vgg_layer: int = DEFAULT_LAYER
+    adv_start: int = 0  # iteration at which the adversarial term starts (pixel-loss warm-up)
+    ema: float = 0.0  # EMA decay of the generator weights; 0: off
+    zoom_prob: float = 0.5  # share of patches magnified x1-3 for smooth content
+    soft_prob: float = 0.0  # share of patches whose ground truth is itself softened (and validation copies)
+    microscope_prob: float = 0.0  # share of patches simulated through the x5-defocus/x10 optics (and validation pairs)
+    pixel_loss: str = "mse"  # mse (the paper's) | log-mse: mean over patches of log(1 + MSE/eps), i.e. mean PSNR
+    val_every: int = 250
+    checkpoint_every: int = 250
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
+    threads: int | None = None
+    init: str | None = None  # start from these weights (shipped name or path): fine-tuning
+    out: str = "runs/train"
+    degradation: DegradationSpec = field(default_factory=DegradationSpec)
+
+    def __post_init__(self) -> None:
+        """Every value checked here, so a config file and a resumed run are checked like the command line."""
+        from .models import PRESETS, UNET_PRESETS
+
+        choices = {"model": ("mdeblurgan", "unet-sr"), "loss_balance": ("fixed", "auto"),
+                   "pixel_loss": ("mse", "log-mse"), "precision": ("fp32", "fp16", "bf16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: use {' or '.join(allowed)}")
+        presets = PRESETS if self.model == "mdeblurgan" else UNET_PRESETS
+        if self.preset not in presets:
+            raise MdeblurError(f"--preset {self.preset}: use {' or '.join(presets)}")
+        at_least = {"scale": 2, "iters": 1, "batch_size": 1, "patch": 16, "val_every": 1, "checkpoint_every": 1}
+        for name, low in at_least.items():
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
+                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be a whole number "
+                                   f">= {low}")
+        if self.patch % 8:
+            raise MdeblurError(f"--patch {self.patch}: must be a multiple of 8 (the network's stride)")
+        if self.threads is not None and self.threads < 1:
+            raise MdeblurError(f"--threads {self.threads}: must be 1 or more")
+        if not (0 < self.learning_rate < 1 and 0 <= self.final_learning_rate <= self.learning_rate):
+            raise MdeblurError(f"--learning-rate {self.learning_rate:g}: must lie in (0, 1), above the final rate")
+        if not 0 <= self.ema < 1:
+            raise MdeblurError(f"--ema {self.ema:g}: an EMA decay lies in [0, 1) (0: off; 0.999 is usual)")
+        for name in ("zoom_prob", "soft_prob", "microscope_prob", "decay_start"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name):g}: a share lies in [0, 1]")
+        for name in ("deblur_weight", "ssim_weight", "perceptual_weight", "adversarial_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name):g}: a loss weight is 0 or more")
+        if self.adv_start < 0:
+            raise MdeblurError(f"--adv-start {self.adv_start}: must be 0 or more")
+        if not 0 <= self.seed < 2**31:
+            raise MdeblurError(f"--seed {self.seed}: use 0 to 2^31 - 1")
+
+
+RUN_FILES = ("state.pt", "best.safetensors", "last.safetensors", "metrics.csv", "config.toml")
+
+
+def check_run_folder(out: Path, data: str | None, overwrite: bool) -> None:
+    """A new run never lands in (or around) its data folder, nor replaces an earlier run without --overwrite."""
+    from .paths import check_output_folder
+
+    inputs = [Path(data)] if data is not None else []
+    check_output_folder(out, [out], inputs, overwrite, [out / f for f in RUN_FILES], "--out")
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def config_to_toml(cfg: TrainConfig) -> str:
+    """The config as TOML (None values are left out)."""
+    d = asdict(cfg)
+    deg = d.pop("degradation")
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if v is not None]
+    lines += ["", "[degradation]", *(f"{k} = {_toml_value(v)}" for k, v in deg.items())]
+    return "\n".join(lines) + "\n"
+
+
+def config_from_toml(path: Path, overrides: dict) -> TrainConfig:
+    """A TOML file, then CLI overrides (non-None values), on top of the defaults."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise MdeblurError(f"{path}: not a readable TOML config ({exc})") from None
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise MdeblurError(f"{path}: unknown config keys {', '.join(sorted(unknown))}")
+    deg = raw.pop("degradation", {})
+    spec = DegradationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in deg.items()})
+    return TrainConfig(**{**raw, **{k: v for k, v in overrides.items() if v is not None}, "degradation": spec})
