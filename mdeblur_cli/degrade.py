@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from .padding import edge_pad
+
 
 def gaussian_kernel(sigma_px: float, radius: int | None = None) -> torch.Tensor:
     """Normalised 2-D Gaussian PSF of standard deviation sigma_px, size 2*radius+1."""
@@ -34,8 +36,7 @@ def convolve(img: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
     x = img[None] if squeeze else img
     c = x.shape[1]
     ph, pw = psf.shape[0] // 2, psf.shape[1] // 2
-    mode = "reflect" if min(x.shape[-2:]) > max(ph, pw) else "replicate"
-    x = F.pad(x, (pw, pw, ph, ph), mode=mode)
+    x = edge_pad(x, pw, pw, ph, ph)
     w = psf.flip(0, 1).to(x)[None, None].expand(c, 1, *psf.shape)
     out = F.conv2d(x, w, groups=c)
     return out[0] if squeeze else out

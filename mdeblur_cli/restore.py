@@ -14,6 +14,7 @@ from torch import nn
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
 from .normalize import DEFAULT_PERCENTILES, MODES, Normalization, choose, dtype_range
+from .padding import edge_pad
 from .stacks import Series, check_axes, check_dtype
 
 MULTIPLE = 8  # tile origins on the network's downsampling grid
@@ -159,8 +160,7 @@ def _pad_reflect(img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     t = torch.from_numpy(img.transpose(2, 0, 1).copy())[None]
     ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
-    if ph or pw:
-        t = F.pad(t, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    t = edge_pad(t, 0, pw, 0, ph)
     return t[0].numpy().transpose(1, 2, 0)
 
 

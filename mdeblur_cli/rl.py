@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .padding import edge_pad
+
 # Regulariser of the division. scikit-image uses 1e-12 in float64; in float32 the FFT's round-off near black
 # pixels is ~1e-7, so 1e-7 keeps those pixels stable (it matches the float64 reference within 3e-5 on the
 # astronaut image, where 1e-12 in float32 is off by 1e-3).
@@ -134,8 +136,7 @@ def richardson_lucy(img: torch.Tensor, psf: torch.Tensor, iterations: int = 30, 
     kh, kw = psf.shape[-2:]
     pad = 2 * max(kh, kw) if pad is None else pad
     h, w = x.shape[-2:]
-    mode = "reflect" if min(h, w) > pad else "replicate"
-    x = F.pad(x, (pad, pad, pad, pad), mode=mode) if pad else x
+    x = edge_pad(x, pad, pad, pad, pad)
     psf = psf.to(x)
     factors = None if method == "fft" else separable_factors(psf)
     if method == "separable" and factors is None:

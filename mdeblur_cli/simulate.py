@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .degrade import poisson_gaussian_noise
 from .errors import MdeblurError
+from .padding import edge_pad
 
 RGB_WAVELENGTHS_UM = (0.61, 0.54, 0.47)
 
@@ -118,8 +119,7 @@ def convolve_channels(img: torch.Tensor, psfs: torch.Tensor) -> torch.Tensor:
     k = psfs.shape[-1]
     p = k // 2
     x = img[None]
-    mode = "reflect" if min(img.shape[-2:]) > p else "replicate"
-    x = F.pad(x, (p, p, p, p), mode=mode)
+    x = edge_pad(x, p, p, p, p)
     return F.conv2d(x, psfs.flip(-1, -2)[:, None].to(x), groups=img.shape[0])[0]
 
 

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .padding import edge_pad
+
 SOURCES = ("spread", "change")  # what the map is made of (the others are measured beside it in the benchmark)
 DIAGNOSTICS = ("residual", "gradient", "texture")
 EPS = 1e-3  # added to each source before its logarithm (normalised units)
@@ -104,7 +106,7 @@ def _gauss(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()
     c = x.shape[0]
-    y = F.pad(x[None], (r, r, r, r), mode="reflect" if min(x.shape[-2:]) > r else "replicate")
+    y = edge_pad(x[None], r, r, r, r)
     y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
     y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
     return y[0]
