@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .degrade import DegradationSpec, downscale, random_degradation, random_encoding
+from .draws import chance, uniform
 from .errors import MdeblurError
 from .io import list_images, read_image, to_float
 
@@ -172,12 +173,12 @@ class MicroscopePatches:
         y = int(torch.randint(src.shape[-2] - side + 1, (), generator=g))
         x = int(torch.randint(src.shape[-1] - side + 1, (), generator=g))
         lo, hi = MICRO_DEFOCUS_UM
-        dz = round(lo + (hi - lo) * torch.rand((), generator=g).item())  # whole um: the PSF cache stays small
-        dz = float(dz if torch.rand((), generator=g).item() < 0.5 else -dz)
+        dz = round(uniform(g, lo, hi))  # whole um: the PSF cache stays small
+        dz = float(dz if chance(g, 0.5) else -dz)
         peak = None
         if self.peak_range is not None:
             plo, phi = np.log(self.peak_range)
-            peak = float(np.exp(plo + (phi - plo) * torch.rand((), generator=g).item()))
+            peak = float(np.exp(uniform(g, plo, phi)))
         lr, hr, _ = simulate_pair(src[:, y : y + side, x : x + side], replace(self.spec, peak=peak), g, dz_um=dz)
         hr = hr[:, m : m + p_hr, m : m + p_hr]
         lr = lr[:, m // s : m // s + patch_lr, m // s : m // s + patch_lr]
@@ -244,7 +245,7 @@ class PatchSampler:
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One (blurry LR, clear LR, HR) patch before flips and rotations."""
         g, s, p = self.generator, self.spec.scale, self.patch_lr
-        if self.microscope is not None and torch.rand((), generator=g).item() < self.microscope_prob:
+        if self.microscope is not None and chance(g, self.microscope_prob):
             return self.microscope.sample(p, g)
         src = self.sources[int(torch.multinomial(self.weights, 1, generator=g))]
         hr_full = hr_of(src)
@@ -261,14 +262,14 @@ class PatchSampler:
         """A size x size crop; with probability zoom_prob a smaller region magnified, for smooth content."""
         g = self.generator
         side = size
-        if torch.rand((), generator=g).item() < self.zoom_prob:
-            side = max(8, round(size / (1 + (self.zoom_max - 1) * torch.rand((), generator=g).item())))
+        if chance(g, self.zoom_prob):
+            side = max(8, round(size / uniform(g, 1, self.zoom_max)))
         y = self._randint(hr_full.shape[-2] - side + 1)
         x = self._randint(hr_full.shape[-1] - side + 1)
         crop = hr_full[:, y : y + side, x : x + side]
         if side != size:
             crop = F.interpolate(crop[None], size=(size, size), mode="bicubic", align_corners=False)[0].clamp(0, 1)
-        if self.soft_prob and torch.rand((), generator=g).item() < self.soft_prob:
+        if self.soft_prob and chance(g, self.soft_prob):
             crop = soften(crop, g)
         return crop
 
@@ -285,7 +286,7 @@ def soften(hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     from .degrade import convolve, gaussian_kernel
 
     lo, hi = SOFT_SIGMA_HR
-    sigma = lo + (hi - lo) * torch.rand((), generator=generator).item()
+    sigma = uniform(generator, lo, hi)
     return convolve(hr, gaussian_kernel(sigma))
 
 

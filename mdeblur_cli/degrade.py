@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from .draws import chance, log_uniform, uniform, unit
 from .padding import edge_pad
 
 
@@ -153,29 +154,21 @@ class DegradationSpec:
         return asdict(self)
 
 
-def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:
-    return lo + (hi - lo) * torch.rand((), generator=generator).item()
-
-
-def _log_uniform(generator: torch.Generator, lo: float, hi: float) -> float:
-    return math.exp(_uniform(generator, math.log(lo), math.log(hi)))
-
-
 def random_dim(
     images: tuple[torch.Tensor, ...], spec: DegradationSpec, generator: torch.Generator
 ) -> tuple[tuple[torch.Tensor, ...], dict]:
     """With probability dim_prob, the same dimming (gain, offset) of every image; returns images and parameters."""
-    if torch.rand((), generator=generator).item() >= spec.dim_prob:
+    if not chance(generator, spec.dim_prob):
         return images, {}
-    params = {"gain": _log_uniform(generator, *spec.dim_gain_range), "offset": _uniform(generator, 0.0, spec.dim_offset_max)}
+    params = {"gain": log_uniform(generator, *spec.dim_gain_range), "offset": uniform(generator, 0.0, spec.dim_offset_max)}
     return tuple(dim(t, params["gain"], params["offset"]) for t in images), params
 
 
 def random_noise(lr: torch.Tensor, spec: DegradationSpec, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
     """With probability noise_prob, Poisson-Gaussian noise at a log-uniform photon count; returns image and parameters."""
-    if torch.rand((), generator=generator).item() >= spec.noise_prob:
+    if not chance(generator, spec.noise_prob):
         return lr, {}
-    params = {"peak": _log_uniform(generator, *spec.peak_range), "read_sigma": _uniform(generator, 0.0, spec.read_sigma_max)}
+    params = {"peak": log_uniform(generator, *spec.peak_range), "read_sigma": uniform(generator, 0.0, spec.read_sigma_max)}
     return poisson_gaussian_noise(lr, params["peak"], params["read_sigma"], generator), params
 
 
@@ -186,11 +179,11 @@ def random_encoding(
 
     8-bit files keep their range; 12-bit and float ones are percentile-normalised, and the targets get the same map.
     """
-    u = torch.rand((), generator=generator).item()
+    u = unit(generator)
     if u < spec.bits8_prob:
         params: dict = {"bits": 8}
-        if torch.rand((), generator=generator).item() < spec.jpeg_prob:
-            q = int(round(_uniform(generator, *spec.jpeg_quality_range)))
+        if chance(generator, spec.jpeg_prob):
+            q = int(round(uniform(generator, *spec.jpeg_quality_range)))
             return jpeg_compress(lr, q), targets, {**params, "jpeg_quality": q, "normalize": "range"}
         return quantize(lr, 8), targets, {**params, "normalize": "range"}
     if u < spec.bits8_prob + spec.bits12_prob:
@@ -211,15 +204,15 @@ def random_degradation(
     that the input went through.
     """
     lr_clear = downscale(hr, spec.scale).clamp(0, 1)
-    protocol = torch.rand((), generator=generator).item() < spec.protocol_prob
+    protocol = chance(generator, spec.protocol_prob)
     if protocol:
-        params = {"psf": "gaussian", "sigma_px": _uniform(generator, *spec.protocol_sigma_range)}
+        params = {"psf": "gaussian", "sigma_px": uniform(generator, *spec.protocol_sigma_range)}
         psf = gaussian_kernel(params["sigma_px"])
-    elif torch.rand((), generator=generator).item() < spec.disk_prob:
-        params = {"psf": "disk", "radius_px": _uniform(generator, *spec.disk_range)}
+    elif chance(generator, spec.disk_prob):
+        params = {"psf": "disk", "radius_px": uniform(generator, *spec.disk_range)}
         psf = disk_kernel(params["radius_px"])
     else:
-        params = {"psf": "gaussian", "sigma_px": _uniform(generator, *spec.sigma_range)}
+        params = {"psf": "gaussian", "sigma_px": uniform(generator, *spec.sigma_range)}
         psf = gaussian_kernel(params["sigma_px"])
     lr = convolve(lr_clear, psf).clamp(0, 1)
     (lr, lr_clear, hr), dim_params = random_dim((lr, lr_clear, hr), spec, generator)

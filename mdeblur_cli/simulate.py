@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .degrade import poisson_gaussian_noise
+from .draws import chance, uniform
 from .errors import MdeblurError
 from .padding import edge_pad
 
@@ -163,8 +164,8 @@ def simulate_pair(
     hr_px = spec.objective_hr.pixel_um
     if dz_um is None:
         lo, hi = spec.defocus_um
-        dz_um = lo + (hi - lo) * torch.rand((), generator=generator).item()
-        dz_um *= 1 if torch.rand((), generator=generator).item() < 0.5 else -1
+        dz_um = uniform(generator, lo, hi)
+        dz_um *= 1 if chance(generator, 0.5) else -1
     h, w = specimen.shape[-2] // s * s, specimen.shape[-1] // s * s
     specimen = specimen[:, :h, :w]
     hr = convolve_channels(specimen, cached_rgb_psfs(0.0, spec.objective_hr, hr_px)).clamp(0, 1)
