@@ -500,8 +500,8 @@ def simulate(
 
     from rich.markup import escape
 
-    from .datasets import TRAIN_SEED_LIMIT, as_rgb
-    from .io import list_images, read_image, to_float
+    from .datasets import TRAIN_SEED_LIMIT, read_rgb
+    from .io import list_images
     from .specimens import SPECIMENS
 
     try:
@@ -518,7 +518,7 @@ def simulate(
             if not files:
                 raise MdeblurError(f"{source}: not a folder of images nor one of {', '.join(SPECIMENS)}")
             inputs = (Path(source),)
-            items = ((f.stem, functools.partial(lambda f: as_rgb(to_float(read_image(f).pages[0])), f)) for f in files)
+            items = ((f.stem, functools.partial(read_rgb, f)) for f in files)
         records, errors = write_pairs(items, out_dir, spec, seed, overwrite, inputs)
     except MdeblurError as exc:
         fail(exc)

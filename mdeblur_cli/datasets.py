@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .degrade import DegradationSpec, downscale, random_degradation, random_encoding
 from .draws import chance, uniform
 from .errors import MdeblurError
-from .io import list_images, read_image, to_float
+from .io import list_images, match_stems, read_image, to_float
 
 # scikit-image's bundled images reserved for evaluation: never trained on.
 RESERVED = ("retina", "immunohistochemistry", "cell", "microaneurysms")
@@ -32,6 +32,11 @@ def as_rgb(img: np.ndarray) -> np.ndarray:
         a = img[..., 3:4]
         return img[..., :3] * a + (1 - a)
     return img
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file's first plane as float32 RGB (H, W, 3) in [0, 1] (gray repeated, alpha on white)."""
+    return as_rgb(to_float(read_image(path).pages[0]))
 
 
 def skimage_image(name: str) -> np.ndarray:
@@ -81,7 +86,7 @@ def _readable(path: Path) -> np.ndarray | None:
     import warnings
 
     try:
-        return as_rgb(to_float(read_image(path).pages[0]))
+        return read_rgb(path)
     except MdeblurError as exc:
         warnings.warn(f"skipped: {exc}", UserWarning, stacklevel=2)
         return None
@@ -89,9 +94,7 @@ def _readable(path: Path) -> np.ndarray | None:
 
 def load_pairs(root: Path, scale: int) -> list[PairedImage]:
     """Pairs from lr/ and hr/ with matching stems; HR must be exactly scale x LR."""
-    lrs = {p.stem: p for p in list_images(root / "lr")}
-    hrs = {p.stem: p for p in list_images(root / "hr")}
-    common = sorted(lrs.keys() & hrs.keys())
+    lrs, hrs, common = match_stems(root / "lr", root / "hr")
     if not common:
         raise MdeblurError(f"{root}: no matching stems between lr/ and hr/")
     pairs = []
@@ -388,7 +391,7 @@ def load_eval_set(name: str, data_root: str | Path | None = None, sigma_px: floa
         files = find_fire(data_roots(data_root))
         if files:
             named = [(f"{f.stem}_{i}", c) for f in files[: limit or len(files)]
-                     for i, c in enumerate(grid_crops(as_rgb(to_float(read_image(f).pages[0])), EVAL_CROP))]
+                     for i, c in enumerate(grid_crops(read_rgb(f), EVAL_CROP))]
             es = EvalSet(name, fire_pairs(named, sigma_px, scale), False, f"FIRE at {files[0].parent}",
                          _protocol(sigma_px, scale))
         else:
@@ -418,7 +421,7 @@ def folder_eval_set(root: Path, sigma_px: float, scale: int) -> EvalSet:
     files = list_images(root, recursive=True)
     if not files:
         raise MdeblurError(f"{root}: no images found")
-    named = [(f.stem, centre_crop(as_rgb(to_float(read_image(f).pages[0])), 4096, 2 * scale)) for f in files]
+    named = [(f.stem, centre_crop(read_rgb(f), 4096, 2 * scale)) for f in files]
     return EvalSet(str(root), fire_pairs(named, sigma_px, scale), False, f"HR-only folder {root}",
                    _protocol(sigma_px, scale))
 

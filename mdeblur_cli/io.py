@@ -28,7 +28,7 @@ from .stacks import (
     write_series,
 )
 
-__all__ = ["IMAGE_EXT", "Image", "atomic_write", "from_float", "list_images", "read_image", "to_float",
+__all__ = ["IMAGE_EXT", "Image", "atomic_write", "from_float", "list_images", "match_stems", "read_image", "to_float",
            "write_image"]
 
 IMAGE_EXT = STACK_EXT
@@ -118,6 +118,13 @@ def is_image(p: Path) -> bool:
     if p.name.startswith(TEMP_PREFIX) or p.suffix.lower() not in IMAGE_EXT:
         return False
     return p.is_dir() if is_zarr(p) else p.is_file()
+
+
+def match_stems(a: Path, b: Path) -> tuple[dict[str, Path], dict[str, Path], list[str]]:
+    """The images of two folders by file stem (lr/ and hr/ pairs): both maps and the sorted common stems."""
+    first = {p.stem: p for p in list_images(a)}
+    second = {p.stem: p for p in list_images(b)}
+    return first, second, sorted(first.keys() & second.keys())
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:

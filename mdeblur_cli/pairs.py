@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .datasets import as_rgb
+from .datasets import read_rgb
 from .errors import MdeblurError
-from .io import from_float, list_images, read_image, to_float, write_image
+from .io import from_float, match_stems, write_image
 from .paths import check_output_folder
 
 MIN_CORRELATION = 0.6  # ECC correlation below this: the pair is rejected
@@ -110,9 +110,7 @@ def align_folder(lr_dir: Path, hr_dir: Path, out_dir: Path, scale: int = 2, over
             raise MdeblurError(f"{d}: no such folder")
     if scale < 2:
         raise MdeblurError(f"--scale {scale}: use 2 or more (the magnification ratio)")
-    lrs = {p.stem: p for p in list_images(lr_dir)}
-    hrs = {p.stem: p for p in list_images(hr_dir)}
-    common = sorted(lrs.keys() & hrs.keys())
+    lrs, hrs, common = match_stems(lr_dir, hr_dir)
     if not common:
         raise MdeblurError(f"{lr_dir}, {hr_dir}: no matching file stems")
     written = [out_dir / "lr", out_dir / "hr", out_dir / "align.json"]
@@ -122,8 +120,8 @@ def align_folder(lr_dir: Path, hr_dir: Path, out_dir: Path, scale: int = 2, over
     for stem in common:
         entry: dict = {"stem": stem}
         try:
-            lr = as_rgb(to_float(read_image(lrs[stem]).pages[0]))
-            hr = as_rgb(to_float(read_image(hrs[stem]).pages[0]))
+            lr = read_rgb(lrs[stem])
+            hr = read_rgb(hrs[stem])
             al = register(lr, hr, scale)
             entry.update(correlation=al.correlation, rotation_deg=al.rotation_deg, translation_lr_px=al.translation)
             if al.correlation < MIN_CORRELATION:

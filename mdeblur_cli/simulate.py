@@ -60,6 +60,11 @@ def parse_objective(spec: str, camera_pixel_um: float = 6.5) -> Objective:
     return Objective(float(mag.rstrip("x")), float(na), camera_pixel_um)
 
 
+def geometric_radius_um(dz_um: float, na: float, n: float = 1.0) -> float:
+    """Radius of the geometric defocus blur: |dz| tan(asin(NA / n)) (the marginal ray's cone; NA/n capped below 1)."""
+    return abs(dz_um) * math.tan(math.asin(min(na / n, 0.999)))
+
+
 def defocus_psf(
     dz_um: float, na: float, wavelength_um: float, pixel_um: float, n: float = 1.0, radius_px: int | None = None
 ) -> np.ndarray:
@@ -68,7 +73,7 @@ def defocus_psf(
     h(dz) = |IFFT{circ(|k| <= NA/lambda) exp(i 2 pi dz sqrt((n/lambda)^2 - |k|^2))}|^2 on a grid of pitch
     <= lambda / (4 NA), then integrated over each camera pixel.
     """
-    geometric_um = abs(dz_um) * math.tan(math.asin(min(na / n, 0.999)))
+    geometric_um = geometric_radius_um(dz_um, na, n)
     airy_um = 0.61 * wavelength_um / na
     if radius_px is None:
         radius_px = max(2, math.ceil((geometric_um + 3 * airy_um) / pixel_um))
@@ -102,7 +107,7 @@ def rms_radius_px(psf: np.ndarray) -> float:
 
 def rgb_psfs(dz_um: float, objective: Objective, pixel_um: float, wavelengths=RGB_WAVELENGTHS_UM) -> torch.Tensor:
     """(3, k, k) defocus PSFs, one per colour channel, on a common grid."""
-    geometric = abs(dz_um) * math.tan(math.asin(min(objective.na / objective.immersion_n, 0.999)))
+    geometric = geometric_radius_um(dz_um, objective.na, objective.immersion_n)
     radius = max(2, math.ceil((geometric + 3 * 0.61 * max(wavelengths) / objective.na) / pixel_um))
     return torch.from_numpy(np.stack([
         defocus_psf(dz_um, objective.na, w, pixel_um, objective.immersion_n, radius) for w in wavelengths
@@ -228,7 +233,7 @@ def explain(spec: SimulationSpec) -> list[str]:
                      f"Airy radius (G) {0.61 * 0.54 / obj.na:.2f} um")
     lo, hi = spec.defocus_um
     for dz in (lo, hi):
-        r = dz * math.tan(math.asin(spec.objective_lr.na / spec.objective_lr.immersion_n))
+        r = geometric_radius_um(dz, spec.objective_lr.na, spec.objective_lr.immersion_n)
         lines.append(f"defocus {dz:g} um: geometric blur radius {r:.1f} um = {r / spec.objective_lr.pixel_um:.1f} "
                      f"low-res px")
     noise = "none" if spec.peak is None else f"Poisson {spec.peak:g} photons at white + Gaussian read {spec.read_sigma}"
