@@ -1,4 +1,4 @@
-"""Regenerate the benchmark results and paste them into README.md and weights/README.md.
+"""Regenerate the benchmark results and paste them into docs/results.md and weights/README.md.
 
     python benchmarks/update_readme.py            # runs `mdeblur benchmark` on every offline dataset first
     python benchmarks/update_readme.py --no-run   # only re-paste docs/results_*.md
@@ -53,14 +53,16 @@ def main() -> None:
     sections, ensemble = [], []
     for name in SETS:
         md = (ROOT / f"docs/results_{name}.md").read_text()
-        sections.append(f"`{' '.join(command(name))}`\n\n{md}\n![{name}](docs/figure_{name}.png)\n")
+        sections.append(f"`{' '.join(command(name))}`\n\n{md}\n![{name}](figure_{name}.png)\n")
         md = (ROOT / f"docs/results_{name}_self_ensemble.md").read_text()
         ensemble.append(f"`{' '.join(ensemble_command(name))}`\n\n{md}")
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "results.md"
     text = splice(readme.read_text(), "RESULTS-TABLES", "\n".join(sections))
     text = splice(text, "SELF-ENSEMBLE-TABLES", "\n".join(ensemble))
     robust = (ROOT / "docs/results_robustness_reserved.md").read_text()
     readme.write_text(splice(text, "ROBUSTNESS-TABLE", f"`{' '.join(robustness_command())}`\n\n{robust}"))
+    front = ROOT / "README.md"  # the headline table
+    front.write_text(splice(front.read_text(), "RESERVED-TABLE", (ROOT / "docs/results_reserved.md").read_text()))
     card = ROOT / "weights" / "README.md"
     card.write_text(splice(card.read_text(), "RESERVED-TABLE", (ROOT / "docs/results_reserved.md").read_text()))
     print("pasted results of", ", ".join(SETS))
