@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from torch import nn
 
 from .datasets import BenchPair
 from .degrade import upscale_bicubic
-from .metrics import psnr, rgb_to_y, ssim
+from .evaluation import evaluate, score  # noqa: F401 (score: re-export)
 from .models import count_params
 from .restore import restore_float
 from .rl import richardson_lucy
@@ -122,14 +121,6 @@ def prepare_inputs(pairs: list[BenchPair], cond: InputCondition,
     return out
 
 
-def score(sr: torch.Tensor, hr: torch.Tensor, border: int, y_channel: bool = False) -> tuple[float, float]:
-    """PSNR and SSIM of one image (RGB or Y), data range 1, `border` px cropped."""
-    sr, hr = sr.clamp(0, 1)[None].float(), hr[None].float()
-    if y_channel:
-        sr, hr = rgb_to_y(sr), rgb_to_y(hr)
-    return psnr(sr, hr, border).item(), ssim(sr, hr, border).item()
-
-
 def run_on(method: Method, pair: BenchPair) -> torch.Tensor:
     """A method's output for one pair, mapped into the ground truth's intensity units."""
     with torch.no_grad():
@@ -149,23 +140,16 @@ def run_benchmark(
     results = []
     kept: dict[str, dict[str, np.ndarray]] = {p.name: {} for p in pairs[:keep]}
     for m in methods:
-        ps, ss, ys, seconds, mpix = [], [], [], 0.0, 0.0
-        per_image = {}
-        for p in pairs:
-            t = time.perf_counter()
-            sr = run_on(m, p)
-            seconds += time.perf_counter() - t
-            mpix += sr.shape[-1] * sr.shape[-2] / 1e6
-            a, b = score(sr, p.hr, scale)
-            ps.append(a)
-            ss.append(b)
-            per_image[p.name] = {"psnr": a, "ssim": b}
+        rows = evaluate(lambda p, m=m: run_on(m, p), pairs, scale, truth=lambda p: p.hr, y_channel=y_channel,
+                        on_step=on_step)
+        ps, ss = [r.psnr for r in rows], [r.ssim for r in rows]
+        ys = [(r.psnr_y, r.ssim_y) for r in rows] if y_channel else []
+        seconds = sum(r.seconds for r in rows)
+        mpix = sum(r.output.shape[-1] * r.output.shape[-2] / 1e6 for r in rows)
+        per_image = {p.name: {"psnr": r.psnr, "ssim": r.ssim} for p, r in zip(pairs, rows, strict=True)}
+        for p, r in zip(pairs, rows, strict=True):
             if p.name in kept:
-                kept[p.name][m.name] = sr.clamp(0, 1).permute(1, 2, 0).numpy()
-            if y_channel:
-                ys.append(score(sr, p.hr, scale, y_channel=True))
-            if on_step is not None:
-                on_step()
+                kept[p.name][m.name] = r.output.clamp(0, 1).permute(1, 2, 0).numpy()
         row = {
             "method": m.name, "psnr": float(np.mean(ps)), "psnr_std": float(np.std(ps)),
             "ssim": float(np.mean(ss)), "ssim_std": float(np.std(ss)), "params": m.params,
@@ -253,7 +237,8 @@ def search_psf(pairs: list[BenchPair], scale: int, iterations: int, grid: tuple[
     rows = []
     for spec in grid:
         method = rl_method(scale, iterations, parse_psf(spec))
-        scores = [score(run_on(method, p), p.hr, scale)[0] for p in pairs[:max_images]]
+        scores = [r.psnr for r in evaluate(lambda p, method=method: run_on(method, p), pairs[:max_images], scale,
+                                           truth=lambda p: p.hr)]
         rows.append({"psf": spec, "psnr": float(np.mean(scores))})
     best = max(rows, key=lambda r: r["psnr"])
     return best["psf"], rows

@@ -43,7 +43,6 @@ from .degrade import DegradationSpec, random_degradation
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
 from .losses import BALANCE_SHARE, LOG_MSE_EPS, Losses, PerceptualLoss  # noqa: F401 (re-export)
-from .metrics import psnr, ssim
 from .models import Discriminator, build_model, count_params, preset_config
 from .runlog import METRIC_COLUMNS, _truncate_metrics, read_metrics  # noqa: F401 (re-export)
 from .stacks import machine_memory
@@ -112,16 +111,13 @@ def validation_set(
 @torch.no_grad()
 def validate(model: torch.nn.Module, pairs: list, device: torch.device, scale: int) -> tuple[float, float]:
     """Mean PSNR and SSIM (RGB, data range 1, border = scale) over the validation pairs."""
+    from .evaluation import evaluate
+
     was_training = model.training
     model.eval()
-    ps, ss = [], []
-    for lr, hr in pairs:
-        sr = model(lr[None].to(device))[0].float().cpu()
-        sr = sr.clamp(min(0.0, hr.min().item()), max(1.0, hr.max().item()))  # normalised targets may pass [0, 1]
-        ps.append(psnr(sr, hr[None], border=scale).item())
-        ss.append(ssim(sr, hr[None], border=scale).item())
+    rows = evaluate(lambda p: model(p[0][None].to(device))[0][0].float().cpu(), pairs, scale, truth=lambda p: p[1])
     model.train(was_training)
-    return sum(ps) / len(ps), sum(ss) / len(ss)
+    return sum(r.psnr for r in rows) / len(rows), sum(r.ssim for r in rows) / len(rows)
 
 
 def iters_per_epoch(sources: list, cfg: TrainConfig) -> int:
