@@ -182,7 +182,7 @@ def restore(
     self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Average over the 8 flips/quarter turns: 8x slower; measured +0.3 dB for the shipped model.")] = False,
     normalize: Annotated[str, typer.Option(help="Intensity mapping before the network, undone after: auto (8-bit: range; 16-bit and float: percentile), percentile, range or none.")] = "auto",
     percentiles: Annotated[str | None, typer.Option(help="LO,HI percentiles for --normalize percentile. [default: the model's own, 0.1,99.9]")] = None,
-    trust: Annotated[bool, typer.Option("--trust", help="Also write NAME_trust.tif: the predicted error (standard deviation, output units) of every pixel, and say per image whether it is suspect of invented detail. About 9x the restore's time.")] = False,
+    trust: Annotated[bool, typer.Option("--trust", help="Also write NAME_trust.tif: the predicted error (standard deviation, output units) of every pixel, and say per image whether it is suspect of invented detail. About 10x the restore's time.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write a JSON report: one record per input (output, error, and with --trust the map and its summary).")] = None,
     fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="With --trust: exit 3 if any image is suspect (for pipelines).")] = False,
 ) -> None:
@@ -208,8 +208,9 @@ def restore(
         if report is not None:
             import json
 
-            atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps({"inputs": total, "failed": failures,
-                                                                         "records": records}, indent=2) + "\n"))
+            summary = {"inputs": len(records), "failed": failures, "skipped": sum("skipped" in r for r in records),
+                       "suspect": sum(bool(r.get("suspect")) for r in records), "records": records}
+            atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
     except MdeblurError as exc:
         fail(exc)
     if failures:

@@ -118,16 +118,17 @@ def test_cli_writes_the_map_the_summary_and_the_report(tmp_path, tiny_weights):
     assert again.exit_code == 2 and "needs --trust" in again.output and not (tmp_path / "c.png").exists()
 
 
-def test_fail_on_suspect_exits_3(tmp_path, tiny_weights):
+def test_fail_on_suspect_exits_3(tmp_path, tiny_weights, monkeypatch):
+    """A planted noise amplifier on a flat noise field: suspect, so --fail-on-suspect exits 3 (outputs kept)."""
     import cv2
 
+    import mdeblur_cli.files as files
+    from mdeblur_cli.trust_bench import NoiseAmplifier
+
     cv2.imwrite(str(tmp_path / "n.png"), _flat_noise(side=48))
-    path = tmp_path / "w.safetensors"
-    save_weights(path, load_model(tiny_weights), "mdeblurgan", {"data": "test"})
-    set_provenance(path, "trust", TrustModel([5.0, 0.0, 0.0], 1.0, "test").to_dict())  # the random tiny model
-    # amplifies the noise of a flat field: its spread is most of the structure it shows
+    monkeypatch.setattr(files, "load_model", lambda *a, **k: NoiseAmplifier())
     res = runner.invoke(app, ["restore", str(tmp_path / "n.png"), "-o", str(tmp_path / "o.png"), "--weights",
-                              str(path), "--trust", "--fail-on-suspect"])
+                              str(tiny_weights), "--trust", "--fail-on-suspect"])
     assert res.exit_code == 3, res.output
     assert (tmp_path / "o.png").exists() and (tmp_path / "o_trust.tif").exists() and "SUSPECT" in res.output
 
@@ -153,3 +154,34 @@ def test_benchmark_trust_prints_the_calibration_and_detection_tables(tmp_path):
     assert all(-1 <= r["spearman"] <= 1 and 0 <= r["coverage"] <= 1 for r in rep["calibration"])
     flat = rep["detection"][-1]
     assert flat["image"] == "flat noise field" and flat["planted_suspect"] and not flat["good_suspect"]
+
+
+def test_trust_maps_never_collide_and_skip_existing_needs_both_files(tmp_path, tiny_weights):
+    import cv2
+
+    src = tmp_path / "in"
+    src.mkdir()
+    img = (np.random.default_rng(5).random((32, 40)) * 255).astype(np.uint8)
+    cv2.imwrite(str(src / "cam.png"), img)
+    cv2.imwrite(str(src / "cam.tif"), img)  # cam_x2.png and cam_x2.tif: one map name, cam_x2_trust.tif
+    res = runner.invoke(app, ["restore", str(src), "--out-dir", str(tmp_path / "o"), "--weights", str(tiny_weights),
+                              "--trust"])
+    assert res.exit_code == 2 and "trust map" in res.output and not (tmp_path / "o").exists()
+    (src / "cam.tif").unlink()
+    out = tmp_path / "o"
+    args = ["restore", str(src), "--out-dir", str(out), "--weights", str(tiny_weights), "--trust"]
+    assert runner.invoke(app, args).exit_code == 0
+    (out / "cam_x2.png").unlink()  # as if stopped between the map and the output
+    res = runner.invoke(app, [*args, "--skip-existing", "--report", str(tmp_path / "r.json")])
+    assert res.exit_code == 0 and (out / "cam_x2.png").exists(), res.output
+    res = runner.invoke(app, [*args, "--skip-existing", "--report", str(tmp_path / "r2.json")])
+    rep = json.loads((tmp_path / "r2.json").read_text())
+    assert "skipping 1" in res.output and rep["inputs"] == 1 and rep["skipped"] == 1
+
+
+def test_a_stacks_verdict_agrees_with_its_share(tiny_model):
+    from mdeblur_cli.trust import SUSPECT_SHARE, combine
+
+    planes = [{"doubtful_share": s, "suspect": s > SUSPECT_SHARE, "median_error": 1.0} for s in (0.0, 0.0, 0.025)]
+    image = combine(planes, [np.ones((4, 4), np.float32)])
+    assert image["suspect"] == (image["doubtful_share"] > SUSPECT_SHARE) and image["suspect_planes"] == 1
