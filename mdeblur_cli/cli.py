@@ -185,6 +185,9 @@ def restore(
     trust: Annotated[bool, typer.Option("--trust", help="Also write NAME_trust.tif: the predicted error (standard deviation, output units) of every pixel, and say per image whether it is suspect of invented detail. About 10x the restore's time.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write a JSON report: one record per input (output, error, and with --trust the map and its summary).")] = None,
     fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="With --trust: exit 3 if any image is suspect (for pipelines).")] = False,
+    cluster: Annotated[str | None, typer.Option(help="Run on Dask: 'local' (a LocalCluster on this machine) or a scheduler address such as tcp://head:8786. One task per file; one huge gray plane to .ome.zarr is spread over the workers. Needs the distributed extra.")] = None,
+    workers: Annotated[int | None, typer.Option(help="--cluster local: worker processes. [default: cores / threads]")] = None,
+    threads_per_worker: Annotated[int | None, typer.Option(help="--cluster local: threads per worker. [default: 1]")] = None,
 ) -> None:
     """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
     from .files import RestoreJob, restore_files
@@ -196,7 +199,8 @@ def restore(
                          tile=tile, device=device, precision=precision, suffix=suffix, overwrite=overwrite,
                          skip_existing=skip_existing, self_ensemble=self_ensemble, normalize=normalize,
                          percentiles=_percentiles(percentiles), axes=axes, channels=channels, max_pixels=max_pixels,
-                         debug=debug, trust=trust)
+                         debug=debug, trust=trust, cluster=cluster, workers=workers,
+                         threads_per_worker=threads_per_worker)
         if fail_on_suspect and not trust:
             raise MdeblurError("--fail-on-suspect needs --trust (it acts on the trust maps' verdicts)")
         if report is not None:

@@ -64,6 +64,9 @@ class RestoreJob:
     max_pixels: int | None = None  # None: what this machine's memory can restore
     debug: bool = False  # unexpected errors raise with their traceback instead of a one-line report
     trust: bool = False  # also write NAME_trust.tif, the predicted error per pixel, and a summary per image
+    cluster: str | None = None  # a Dask scheduler address, or 'local' (cluster.py); None: in this process
+    workers: int | None = None  # --cluster local: worker processes
+    threads_per_worker: int | None = None
 
 
 @dataclass
@@ -354,6 +357,15 @@ def _check_job(job: RestoreJob) -> None:
         raise MdeblurError(f"--percentiles has no effect with --normalize {job.normalize}; use percentile or auto")
     if job.channels not in CHANNEL_MODES:
         raise MdeblurError(f"--channels {job.channels}: use one of {', '.join(CHANNEL_MODES)}")
+    if job.cluster is None and (job.workers is not None or job.threads_per_worker is not None):
+        raise MdeblurError("--workers and --threads-per-worker need --cluster local")
+    for option, value in (("--workers", job.workers), ("--threads-per-worker", job.threads_per_worker)):
+        if value is not None and value < 1:
+            raise MdeblurError(f"{option} {value}: must be 1 or more")
+    if job.cluster is not None:
+        from .cluster import require_dask
+
+        require_dask()
     if job.max_pixels is not None and job.max_pixels < 1:
         raise MdeblurError(f"--max-pixels {job.max_pixels}: must be 1 or more")
     if job.tile < MIN_TILE:
@@ -383,6 +395,10 @@ def restore_files(job: RestoreJob, console: Console, records: list | None = None
             console.print(f"note: {stale[0]}{f' and {len(stale) - 1} more' if len(stale) > 1 else ''}: trust map(s) "
                           "of an earlier run, left as they are (not updated without --trust)", highlight=False,
                           soft_wrap=True, markup=False)
+    if job.cluster is not None:
+        from . import cluster
+
+        return cluster.run(job, plan, console, records if records is not None else [])
     dinfo = env_info()
     if dinfo.enabled:  # under torchrun: each process restores its share of the files
         plan = plan[dinfo.rank :: dinfo.world]

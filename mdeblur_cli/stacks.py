@@ -385,8 +385,9 @@ def _zarr(path: Path):
     return zarr
 
 
-def _read_zarr(path: Path, max_pixels: int | None = None) -> list[Series]:
-    """An OME-Zarr image (NGFF 0.4 or 0.5): level 0 of its first multiscale, axes, scale and channel labels."""
+def _read_zarr(path: Path, max_pixels: int | None = None, pixels_too: bool = True) -> list[Series]:
+    """An OME-Zarr image (NGFF 0.4 or 0.5): level 0 of its first multiscale, axes, scale and channel labels.
+    Without `pixels_too`, the series holds an empty array of the image's dtype (metadata only)."""
     zarr = _zarr(path)
     try:
         group = zarr.open_group(str(path), mode="r")
@@ -399,7 +400,7 @@ def _read_zarr(path: Path, max_pixels: int | None = None) -> list[Series]:
         ds = ms["datasets"][0]
         array = group[ds["path"]]
         check_size(path, tuple(array.shape), "".join(n[0] for n in names), max_pixels)
-        data = np.asarray(array[...])
+        data = np.asarray(array[...]) if pixels_too else np.empty((0,) * len(array.shape), array.dtype)
     except MdeblurError:
         raise
     except Exception as exc:  # zarr raises many types for broken stores
@@ -421,7 +422,7 @@ def _read_zarr(path: Path, max_pixels: int | None = None) -> list[Series]:
         pixels["Channel"] = [{**({"Name": str(c["label"])} if c.get("label") else {}),
                               **({"Color": _ome_color(c["color"])} if c.get("color") else {})} for c in chans]
     meta = Meta(kind="ome", ome={"Name": str(ms.get("name", path.name)), "Pixels": pixels}, omero=omero)
-    return [Series(check_dtype(path, data), axes, meta)]
+    return [Series(check_dtype(path, data) if pixels_too else data, axes, meta)]
 
 
 def _ome_color(hex_rgb: str) -> int:
@@ -442,14 +443,35 @@ def _ngff_ok(s: Series) -> bool:
 
 def _write_zarr(path: Path, series: list[Series]) -> None:
     """One series as OME-Zarr (NGFF 0.4, zarr format 2, one resolution level), chunked by plane."""
-    zarr = _zarr(path)
     s = series[0]
     axes_out = "".join(a for a in "TCZYX" if a in s.axes)  # NGFF's order
     s = Series(np.transpose(s.data, [s.axes.index(a) for a in axes_out]), axes_out, s.meta)
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
     chunks = tuple(min(n, 1024) if a in "YX" else 1 for a, n in zip(s.axes, s.data.shape, strict=True))
-    array = group.create_array("0", shape=s.data.shape, dtype=s.data.dtype, chunks=chunks)
+    array = zarr_create(path, s, s.data.shape, chunks)
     array[...] = s.data
+
+
+def meta_only(path: Path) -> Meta:
+    """The metadata of a TIFF or OME-Zarr input, without reading its pixels."""
+    if is_zarr(path):
+        return _read_zarr(path, pixels_too=False)[0].meta
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tif:
+        return _tiff_meta(tif, tif.pages[0])
+
+
+def zarr_create(path: Path, s: Series, shape: tuple[int, ...], chunks: tuple[int, ...]):
+    """An empty OME-Zarr image (NGFF 0.4, zarr format 2, one level) for a series of this shape (axes in NGFF's
+    order; `s.data` only gives the dtype), with its scale, units and channel metadata; returns the array."""
+    zarr = _zarr(path)
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    array = group.create_array("0", shape=tuple(shape), dtype=s.data.dtype, chunks=tuple(chunks))
+    _zarr_attrs(group, s)
+    return array
+
+
+def _zarr_attrs(group, s: Series) -> None:
     size, z, t = s.meta.pixel_size(), s.meta.z_spacing(), s.meta.time_interval()
     known = {"Y": (size[0], size[2]) if size else None, "X": (size[1], size[2]) if size else None, "Z": z, "T": t}
     axes, scale = [], []

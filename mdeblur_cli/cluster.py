@@ -1,0 +1,391 @@
+"""Restoring on a Dask cluster (`--cluster local|ADDRESS`): many files as one task each, or one huge gray plane
+as window tasks whose outputs are blended into OME-Zarr chunks by the workers.
+
+Dask is imported only here, and only when --cluster is given. Workers load each model once per process
+(`worker_model`), write their outputs atomically as in-process runs do, and report errors per file; a worker
+that dies has its tasks run again elsewhere, so the outputs are the same as an undisturbed run's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MdeblurError
+
+EXTRA = "pip install 'mdeblur[distributed]'"
+CONNECT_TIMEOUT_S = 10
+_MODELS: dict = {}  # per worker process: (weights, self_ensemble) -> model
+LOADS = {"count": 0}  # models loaded by this process (the test checks that a worker loads once)
+
+
+def require_dask() -> None:
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        raise MdeblurError(f"--cluster needs Dask: {EXTRA}") from None
+
+
+def connect(address: str, workers: int | None = None, threads: int | None = None):
+    """A distributed.Client: a LocalCluster on this machine for 'local', else the scheduler at `address`."""
+    require_dask()
+    from distributed import Client, LocalCluster
+
+
+    if address == "local":
+        cores = os.cpu_count() or 1
+        threads = threads or 1
+        workers = workers or max(1, cores // threads)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1",
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        if workers is not None or threads is not None:
+            raise MdeblurError("--workers and --threads-per-worker apply to --cluster local; an existing cluster "
+                               "has its own")
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise MdeblurError(f"--cluster {address}: cannot reach the Dask scheduler ({exc})".splitlines()[0]) from None
+    try:
+        check_workers(client, address)
+    except MdeblurError:
+        close(client)
+        raise
+    return client
+
+
+def check_workers(client, address: str) -> None:
+    """Every worker imports mdeblur at this client's version, or one clear error (not a hang)."""
+    from . import __version__
+
+    try:
+        versions = client.run(_worker_version)
+    except Exception as exc:
+        raise MdeblurError(f"--cluster {address}: the workers cannot run mdeblur ({type(exc).__name__}: "
+                           f"{exc})".splitlines()[0]) from None
+    if not versions:
+        raise MdeblurError(f"--cluster {address}: the scheduler has no workers")
+    missing = [w for w, v in versions.items() if v is None]
+    if missing:
+        raise MdeblurError(f"--cluster {address}: worker {missing[0]} cannot import mdeblur; install it there "
+                           "(the same version) with the distributed extra")
+    wrong = {w: v for w, v in versions.items() if v != __version__}
+    if wrong:
+        w, v = next(iter(wrong.items()))
+        raise MdeblurError(f"--cluster {address}: worker {w} runs mdeblur {v}, this client {__version__}; install "
+                           "the same version on every worker")
+
+
+def _worker_version() -> str | None:
+    try:
+        from mdeblur_cli import __version__
+    except ImportError:
+        return None
+    return __version__
+
+
+def close(client) -> None:
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def worker_model(weights: str, self_ensemble: bool = False):
+    """The model of `weights`, loaded once per worker process."""
+    key = (weights, self_ensemble)
+    if key not in _MODELS:
+        from .models import SelfEnsemble
+        from .weights import load_model
+
+        model = load_model(weights)
+        model = SelfEnsemble(model).eval() if self_ensemble else model
+        _MODELS[key] = model
+        LOADS["count"] += 1
+    return _MODELS[key]
+
+
+def loads_in_this_process() -> tuple[int, int]:
+    """(pid, models loaded): for tests and the scaling benchmark."""
+    return os.getpid(), LOADS["count"]
+
+
+# ---------------------------------------------------------------- many files
+
+
+def restore_one(src: str, dst: str, job: dict) -> dict:
+    """One file on a worker: the in-process stages (read, restore, write atomically); errors come back as text."""
+    import torch
+
+    from .files import RestoreJob, compute_file, load_file, write_file
+    from .restore import model_percentiles
+    from .trust import trust_model_of
+
+    j = RestoreJob(**job)
+    threads = int(os.environ.get("MDEBLUR_WORKER_THREADS", "0"))
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model = worker_model(j.weights, j.self_ensemble)
+        base = getattr(model, "model", model)
+        pct = j.percentiles or model_percentiles(base)
+        loaded = load_file(src, dst, j.axes, j.channels, j.max_pixels, j.trust)
+        tm = trust_model_of(base) if j.trust else None
+        res = write_file(compute_file(loaded, model, j.channels, j.normalize, pct, j.tile, "cpu", j.precision,
+                                      None, tm))
+    except MdeblurError as exc:
+        return {"input": src, "output": None, "error": str(exc)}
+    except Exception as exc:  # one bad file never stops a batch
+        reason = (str(exc).splitlines() or [""])[0][:200]
+        return {"input": src, "output": None, "error": f"{src}: unexpected {type(exc).__name__}: {reason}"}
+    out = {"input": src, "output": dst, "channels": list(dict.fromkeys(res.modes))}
+    if res.trust is not None:
+        out.update(trust_map=str(res.trust_path), **res.trust)
+    return out
+
+
+def restore_many(client, job, plan: list[tuple[Path, Path]], on_done=None) -> list[dict]:
+    """Every (input, output) of the plan as one task; results in input order. `on_done(record)` as each ends."""
+    from distributed import as_completed
+
+    fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()}
+    fields["inputs"], fields["output"], fields["out_dir"] = [], None, None
+    futures = [client.submit(restore_one, str(s), str(d), fields, pure=False) for s, d in plan]
+    index = {f.key: i for i, f in enumerate(futures)}
+    records: list = [None] * len(futures)
+    try:
+        for fut in as_completed(futures):
+            rec = fut.result()
+            records[index[fut.key]] = rec
+            if on_done is not None:
+                on_done(rec)
+    except (OSError, TimeoutError) as exc:
+        raise MdeblurError(f"lost the Dask scheduler ({type(exc).__name__}); finished outputs are kept: rerun with "
+                           "--skip-existing to restore the rest") from None
+    return records
+
+
+# ---------------------------------------------------------------- one huge plane
+
+
+def open_plane(path: Path):
+    """A lazily read 2-D gray plane (zarr array) from OME-Zarr or TIFF, or None when the file is something else."""
+    import zarr
+
+    from .stacks import is_zarr
+
+    try:
+        if is_zarr(path):
+            group = zarr.open_group(str(path), mode="r")
+            attrs = dict(group.attrs)
+            attrs = attrs.get("ome", attrs)
+            ms = attrs["multiscales"][0]
+            arr = group[ms["datasets"][0]["path"]]
+            names = "".join((a["name"] if isinstance(a, dict) else a)[0].upper() for a in ms["axes"])
+        elif path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(str(path)) as tif:
+                if len(tif.series) != 1:
+                    return None
+                names = tif.series[0].axes
+            arr = zarr.open(tifffile.imread(str(path), aszarr=True), mode="r")
+        else:
+            return None
+    except Exception:
+        return None
+    squeezed = [n for n, s in zip(names, arr.shape, strict=False) if s != 1]
+    if len(arr.shape) != len(names) or squeezed != ["Y", "X"] or arr.dtype not in (np.uint8, np.uint16):
+        return None
+    return arr
+
+
+def huge_plane_job(src: Path, dst: Path) -> bool:
+    """Whether --cluster restores this input as one plane spread over the workers: a gray 8/16-bit plane in
+    OME-Zarr or TIFF, restored to OME-Zarr."""
+    from .stacks import is_zarr
+
+    return is_zarr(dst) and open_plane(src) is not None
+
+
+def _read_window(src: str, y0: int, y1: int, x0: int, x1: int, h: int, w: int) -> np.ndarray:
+    from .stream import _read
+
+    arr = open_plane(Path(src))
+    return _read(_Squeezed(arr), y0, y1, x0, x1, h, w)
+
+
+class _Squeezed:
+    """Index a (1, ..., 1, H, W) zarr array as (H, W)."""
+
+    def __init__(self, arr) -> None:
+        self.arr, self.lead = arr, (0,) * (len(arr.shape) - 2)
+        self.shape, self.dtype = tuple(arr.shape[-2:]), arr.dtype
+        self.size = self.shape[0] * self.shape[1]
+
+    def __getitem__(self, key):
+        return np.asarray(self.arr[(*self.lead, *key)])
+
+    def __array__(self, dtype=None, copy=None):  # the whole plane: only for small ones (normalize's sample)
+        return np.asarray(self[:, :], dtype=dtype)
+
+
+def restore_window(src: str, win: tuple[int, int, int, int], shape: tuple[int, int], norm: tuple[str, float, float],
+                   weights: str) -> np.ndarray:
+    """One restore window on a worker: its network output, (h*s, w*s, 3) float32, in network units."""
+    import torch
+
+    from .normalize import Normalization
+    from .restore import _forward, to_device
+
+    model = worker_model(weights)
+    y0, y1, x0, x1 = win
+    x = Normalization(*norm).apply(_read_window(src, y0, y1, x0, x1, *shape)).astype(np.float32)
+    x = np.repeat(x[..., None], 3, axis=2)
+    model = model.to(memory_format=torch.channels_last)
+    return _forward(model, to_device(x.transpose(2, 0, 1)[None], torch.device("cpu")), torch.float32)[0].permute(
+        1, 2, 0).numpy()
+
+
+def write_chunk(dst: str, region: tuple[int, int, int, int], padded: tuple[int, int], scale: int, context: int,
+                blend: int, parts: list, norm: tuple[str, float, float], dtype: str, *outputs) -> int:
+    """Blend the windows that cover one output chunk, exactly as the in-process restore does, and write it."""
+    import torch
+    import zarr
+
+    from .normalize import Normalization
+    from .restore import _cast, _map_back, edge_weights
+
+    r0, r1, c0, c1 = region
+    hp, wp = padded
+    acc = torch.zeros((r1 - r0, c1 - c0, 3), dtype=torch.float32)
+    total = torch.zeros((r1 - r0, c1 - c0), dtype=torch.float32)
+    for (y0, y1, x0, x1), y in zip(parts, outputs, strict=True):  # in the windows' raster order, as in-process
+        y = torch.from_numpy(y)
+        wy = edge_weights(y.shape[0], y0 > 0, y1 < hp, context * scale, blend * scale)
+        wx = edge_weights(y.shape[1], x0 > 0, x1 < wp, context * scale, blend * scale)
+        wgt = torch.from_numpy(wy[:, None] * wx[None, :])
+        oy0, oy1, ox0, ox1 = max(y0 * scale, r0), min(y1 * scale, r1), max(x0 * scale, c0), min(x1 * scale, c1)
+        sl = (slice(oy0 - y0 * scale, oy1 - y0 * scale), slice(ox0 - x0 * scale, ox1 - x0 * scale))
+        acc[oy0 - r0 : oy1 - r0, ox0 - c0 : ox1 - c0].addcmul_(y[sl], wgt[sl][..., None])
+        total[oy0 - r0 : oy1 - r0, ox0 - c0 : ox1 - c0] += wgt[sl]
+    out = acc.div_(total[..., None]).numpy().mean(2)
+    out = _cast(_map_back(out, Normalization(*norm), np.dtype(dtype)), np.dtype(dtype))
+    arr = zarr.open_array(str(Path(dst) / "0"), mode="r+")
+    lead = (0,) * (len(arr.shape) - 2)
+    arr[(*lead, slice(r0, r1), slice(c0, c1))] = out
+    return out.size
+
+
+def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: int, normalize: str,
+                              percentiles: tuple[float, float] | None, on_chunk=None) -> dict:
+    """Restore one huge gray plane into OME-Zarr `dst` on the cluster; no process holds the whole image.
+
+    The windows, weights and normalisation are the in-process restore's, so the result equals it (to float
+    rounding). Output chunks (CHUNK output px) are each written by one task."""
+    from .normalize import choose
+    from .restore import BLEND, MIN_TILE, MULTIPLE, model_context, model_percentiles, windows
+    from .stacks import Series, meta_only, zarr_create
+    from .weights import load_model
+
+    model = load_model(weights)
+    arr = _Squeezed(open_plane(src))
+    h, w = arr.shape
+    s, ctx = model.scale, model_context(model)
+    pct = percentiles or model_percentiles(model)
+    norm = choose(arr, normalize, pct)  # a strided sample, the same one the in-process restore takes
+    hp, wp = -(-h // MULTIPLE) * MULTIPLE, -(-w // MULTIPLE) * MULTIPLE
+    tile = max(MIN_TILE, tile // MULTIPLE * MULTIPLE)
+    wins = list(windows(hp, wp, tile, ctx)) if max(hp, wp) > tile + 2 * ctx + BLEND else None
+    if wins is None:
+        from .restore import Window
+
+        wins = [Window(0, hp, 0, wp)]
+    meta = meta_only(src).scaled(s)
+    chunk = CHUNK
+    out_shape = (h * s, w * s)
+    zarr_create(dst, Series(np.empty((1, 1), arr.dtype), "YX", meta), out_shape, (chunk, chunk))
+    nrm = (norm.mode, float(norm.lo), float(norm.hi))
+    window_futures = [client.submit(restore_window, str(src), (wi.y0, wi.y1, wi.x0, wi.x1), (h, w), nrm, weights,
+                                    pure=False) for wi in wins]
+    chunk_futures = []
+    for r0 in range(0, out_shape[0], chunk):
+        for c0 in range(0, out_shape[1], chunk):
+            r1, c1 = min(r0 + chunk, out_shape[0]), min(c0 + chunk, out_shape[1])
+            idx = [i for i, wi in enumerate(wins) if wi.y0 * s < r1 and wi.y1 * s > r0 and wi.x0 * s < c1
+                   and wi.x1 * s > c0]
+            parts = [(wins[i].y0, wins[i].y1, wins[i].x0, wins[i].x1) for i in idx]
+            chunk_futures.append(client.submit(write_chunk, str(dst), (r0, r1, c0, c1), (hp, wp), s, ctx, BLEND,
+                                               parts, nrm, str(arr.dtype), *[window_futures[i] for i in idx],
+                                               pure=False))
+    from distributed import as_completed
+
+    try:
+        for fut in as_completed(chunk_futures):
+            fut.result()
+            if on_chunk is not None:
+                on_chunk(len(chunk_futures))
+    except (OSError, TimeoutError) as exc:
+        raise MdeblurError(f"lost the Dask scheduler ({type(exc).__name__}) while restoring {src}; rerun") from None
+    return {"windows": len(wins), "chunks": len(chunk_futures), "norm": norm, "model": model}
+
+
+CHUNK = 1024  # output px per OME-Zarr chunk side (each written by one task)
+
+
+def run(job, plan: list[tuple[Path, Path]], console, records: list) -> tuple[int, int]:
+    """`mdeblur restore --cluster`: the planned files over the cluster; returns (failed, inputs)."""
+    import time
+
+    from rich.progress import Progress
+
+    from .files import PROGRESS_COLUMNS
+    from .io import atomic_write
+
+    client = connect(job.cluster, job.workers, job.threads_per_worker)
+    started = time.perf_counter()
+    failures = 0
+    try:
+        if len(plan) == 1 and not job.trust and huge_plane_job(*plan[0]):
+            src, dst = plan[0]
+            info: dict = {}
+            with Progress(*PROGRESS_COLUMNS, console=console, transient=True) as progress:
+                task = progress.add_task("chunks", total=None)
+
+                def step(total: int) -> None:
+                    progress.update(task, total=total, advance=1)
+
+                atomic_write(dst, lambda tmp: info.update(restore_plane_distributed(
+                    client, src, tmp, job.weights, job.tile, job.normalize, job.percentiles, step)))
+            n = info["norm"]
+            console.print(f"{src} -> {dst} (one plane over the cluster: {info['windows']} windows, {info['chunks']} "
+                          f"chunks; intensities: {n.mode} [{n.lo:.6g}, {n.hi:.6g}] -> [0, 1], inverted after)",
+                          highlight=False, soft_wrap=True, markup=False)
+            records.append({"input": str(src), "output": str(dst), "channels": ["gray"], "distributed": "one plane"})
+        else:
+            with Progress(*PROGRESS_COLUMNS, console=console, transient=True) as progress:
+                task = progress.add_task("images", total=len(plan))
+
+                def done(rec: dict) -> None:
+                    progress.advance(task)
+                    if rec.get("error"):
+                        console.print(f"error: {rec['error']}", highlight=False, soft_wrap=True, markup=False)
+                    else:
+                        console.print(f"{rec['input']} -> {rec['output']} (channels: {', '.join(rec['channels'])})",
+                                      highlight=False, soft_wrap=True, markup=False)
+
+                recs = restore_many(client, job, plan, on_done=done)
+            failures = sum(1 for r in recs if r.get("error"))
+            records += recs
+        workers = len(client.scheduler_info().get("workers", {}))
+    finally:
+        close(client)
+    took = time.perf_counter() - started
+    console.print(f"done on {job.cluster} ({workers} workers): {len(plan) - failures} restored, {failures} failed "
+                  f"in {took:.1f} s", highlight=False, soft_wrap=True, markup=False)
+    return failures, len(plan)
