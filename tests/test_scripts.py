@@ -60,3 +60,9 @@ def test_batch_throughput_quick_run():
     res = _run("benchmarks/batch_throughput.py", "--quick")
     assert res.returncode == 0, res.stderr
     assert "(0 of 24 failed; batch outputs equal the one-by-one outputs: True)" in res.stdout
+
+
+def test_restore_scaling_quick_run():
+    res = _run("benchmarks/restore_scaling.py", "--quick")
+    assert res.returncode == 0, res.stderr
+    assert "2 workers / 1 worker" in res.stdout and "ms per task" in res.stdout

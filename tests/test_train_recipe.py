@@ -131,3 +131,21 @@ def test_two_process_ddp_on_cpu(tmp_path, hr_dir):
     assert [int(r["iter"]) for r in rows] == [20, 40, 60]
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     assert len(torch.load(run / "state.pt", weights_only=True)["sampler_states"]) == 2
+
+
+def test_two_nodes_through_a_c10d_rendezvous_on_localhost(tmp_path, hr_dir):
+    """The multi-node form, as far as one machine allows: two torchrun launchers (--nnodes 2, one process each)
+    meet at a c10d rendezvous endpoint and train as one run of world size 2."""
+    run = tmp_path / "nodes"
+    port = _free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+           f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=mdeblur-test", "-m", "mdeblur_cli", "train", str(hr_dir),
+           *TINY, "--iters", "20", "--val-every", "20", "--out", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in nodes]
+    assert all(p.returncode == 0 for p in nodes), "\n".join(o[-1500:] for o in outs)
+    assert "2 process(es)" in " ".join(" ".join(outs).split())
+    assert (run / "best.safetensors").exists()
+    assert len(torch.load(run / "state.pt", weights_only=True)["sampler_states"]) == 2
