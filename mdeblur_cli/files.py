@@ -413,6 +413,26 @@ def restore_files(job: RestoreJob, console: Console, records: list | None = None
         model = SelfEnsemble(model).eval()
     reporter = _Reporter(console, len(plan), percentiles, job.debug, records)
     started = time.perf_counter()
+    pixels = _pipeline(job, plan, model, tm, percentiles, device, reporter, console)
+    if len(plan) > 1 or skipped:
+        took = time.perf_counter() - started
+        console.print(f"done: {len(plan) - reporter.failures} restored, {reporter.failures} failed"
+                      + (f", {skipped} skipped (output exists)" if skipped else "")
+                      + f" in {took:.1f} s ({pixels / max(took, 1e-9) / 1e6:.3g} input Mpx/s)",
+                      highlight=False, soft_wrap=True, markup=False)
+    if job.trust and reporter.trusted:
+        suspects = reporter.suspects
+        console.print(f"trust: {len(suspects)} of {reporter.trusted} restored image(s) suspect (more than "
+                      f"{SUSPECT_SHARE:.0%} of pixels doubtful: structure that noise and symmetries alone move by over "
+                      "half its contrast)"
+                      + (": " + ", ".join(str(p) for p in suspects) if suspects else ""),
+                      highlight=False, soft_wrap=True, markup=False)
+    return reporter.failures, len(plan)
+
+
+def _pipeline(job: RestoreJob, plan: list[tuple[Path, Path]], model: nn.Module, tm, percentiles, device,
+              reporter: _Reporter, console: Console) -> float:
+    """The files through read (a thread, one ahead), restore (here) and write (a thread); returns input pixels."""
     with Progress(*PROGRESS_COLUMNS, console=console, transient=True) as progress, \
             ThreadPoolExecutor(1, "mdeblur-read") as reader, ThreadPoolExecutor(1, "mdeblur-write") as writer:
         files_task = progress.add_task("images", total=len(plan), visible=len(plan) > 1, pixels=0.0)
@@ -453,20 +473,7 @@ def restore_files(job: RestoreJob, console: Console, records: list | None = None
             progress.update(files_task, advance=1, pixels=done["total"])
         while pending:
             reporter.report(*pending.popleft())
-    if len(plan) > 1 or skipped:
-        took = time.perf_counter() - started
-        console.print(f"done: {len(plan) - reporter.failures} restored, {reporter.failures} failed"
-                      + (f", {skipped} skipped (output exists)" if skipped else "")
-                      + f" in {took:.1f} s ({done['total'] / max(took, 1e-9) / 1e6:.3g} input Mpx/s)",
-                      highlight=False, soft_wrap=True, markup=False)
-    if job.trust and reporter.trusted:
-        suspects = reporter.suspects
-        console.print(f"trust: {len(suspects)} of {reporter.trusted} restored image(s) suspect (more than "
-                      f"{SUSPECT_SHARE:.0%} of pixels doubtful: structure that noise and symmetries alone move by over "
-                      "half its contrast)"
-                      + (": " + ", ".join(str(p) for p in suspects) if suspects else ""),
-                      highlight=False, soft_wrap=True, markup=False)
-    return reporter.failures, len(plan)
+    return done["total"]
 
 
 PREFETCH_BYTES = 64 << 20  # inputs up to this size on disk are read ahead, in a thread, while one is restored
