@@ -36,6 +36,8 @@ def connect(address: str, workers: int | None = None, threads: int | None = None
     from distributed import Client, LocalCluster
 
 
+    if address != "local" and "://" not in address and ":" not in address:
+        raise MdeblurError(f"--cluster {address}: give 'local', or a scheduler address such as tcp://head:8786")
     if address == "local":
         cores = os.cpu_count() or 1
         threads = threads or 1
@@ -143,7 +145,8 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
     except Exception as exc:  # one bad file never stops a batch
         reason = (str(exc).splitlines() or [""])[0][:200]
         return {"input": src, "output": None, "error": f"{src}: unexpected {type(exc).__name__}: {reason}"}
-    out = {"input": src, "output": dst, "channels": list(dict.fromkeys(res.modes))}
+    gray = bool(res.colours) and all(n == 1 for n in res.colours)
+    out = {"input": src, "output": dst, "channels": ["gray"] if gray else list(dict.fromkeys(res.modes))}
     if res.trust is not None:
         out.update(trust_map=str(res.trust_path), **res.trust)
     return out
@@ -151,23 +154,53 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
 
 def restore_many(client, job, plan: list[tuple[Path, Path]], on_done=None) -> list[dict]:
     """Every (input, output) of the plan as one task; results in input order. `on_done(record)` as each ends."""
-    from distributed import as_completed
-
     fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()}
     fields["inputs"], fields["output"], fields["out_dir"] = [], None, None
     futures = [client.submit(restore_one, str(s), str(d), fields, pure=False) for s, d in plan]
     index = {f.key: i for i, f in enumerate(futures)}
     records: list = [None] * len(futures)
-    try:
-        for fut in as_completed(futures):
-            rec = fut.result()
-            records[index[fut.key]] = rec
-            if on_done is not None:
-                on_done(rec)
-    except (OSError, TimeoutError) as exc:
-        raise MdeblurError(f"lost the Dask scheduler ({type(exc).__name__}); finished outputs are kept: rerun with "
-                           "--skip-existing to restore the rest") from None
+    for fut in _completed(client, futures):
+        rec = fut.result()
+        records[index[fut.key]] = rec
+        if on_done is not None:
+            on_done(rec)
     return records
+
+
+NO_WORKERS_S = 30  # a cluster with no workers for this long is given up on (a crash of every worker)
+
+
+def _completed(client, futures):
+    """The futures as they finish, with their results; one clear error, not a hang, when the scheduler or every
+    worker is lost."""
+    import time
+
+    from distributed import wait
+
+    lost = ("lost the Dask scheduler; finished outputs are kept: rerun with --skip-existing to restore the rest")
+    pending, alone_since = set(futures), None
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=2, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        except OSError:
+            raise MdeblurError(lost) from None
+        for fut in done:
+            if fut.status in ("cancelled", "lost"):
+                raise MdeblurError(lost)
+            yield fut
+        try:
+            workers = len(client.scheduler_info().get("workers", {}))
+        except OSError:
+            raise MdeblurError(lost) from None
+        if workers or not pending:
+            alone_since = None
+        else:
+            alone_since = alone_since or time.monotonic()
+            if time.monotonic() - alone_since > NO_WORKERS_S:
+                raise MdeblurError(f"the cluster has had no workers for {NO_WORKERS_S} s ({len(pending)} task(s) "
+                                   "left); finished outputs are kept: start workers and rerun with --skip-existing")
 
 
 # ---------------------------------------------------------------- one huge plane
@@ -217,6 +250,8 @@ def _read_window(src: str, y0: int, y1: int, x0: int, x1: int, h: int, w: int) -
     from .stream import _read
 
     arr = open_plane(Path(src))
+    if arr is None:
+        raise MdeblurError(f"{src}: this worker cannot read it (workers must see the client's file paths)")
     return _read(_Squeezed(arr), y0, y1, x0, x1, h, w)
 
 
@@ -323,23 +358,19 @@ def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: 
             chunk_futures.append(client.submit(write_chunk, str(dst), (r0, r1, c0, c1), (hp, wp), s, ctx, BLEND,
                                                parts, nrm, str(arr.dtype), *[window_futures[i] for i in idx],
                                                pure=False))
-    from distributed import as_completed
-
-    try:
-        for fut in as_completed(chunk_futures):
-            fut.result()
-            if on_chunk is not None:
-                on_chunk(len(chunk_futures))
-    except (OSError, TimeoutError) as exc:
-        raise MdeblurError(f"lost the Dask scheduler ({type(exc).__name__}) while restoring {src}; rerun") from None
+    for fut in _completed(client, chunk_futures):
+        fut.result()
+        if on_chunk is not None:
+            on_chunk(len(chunk_futures))
     return {"windows": len(wins), "chunks": len(chunk_futures), "norm": norm, "model": model}
 
 
 CHUNK = 1024  # output px per OME-Zarr chunk side (each written by one task)
 
 
-def run(job, plan: list[tuple[Path, Path]], console, records: list) -> tuple[int, int]:
-    """`mdeblur restore --cluster`: the planned files over the cluster; returns (failed, inputs)."""
+def run(job, plan: list[tuple[Path, Path]], console, records: list, skipped: int = 0) -> tuple[int, int]:
+    """`mdeblur restore --cluster`: the planned files over the cluster; returns (failed, inputs). Paths go to the
+    workers absolute: a worker's working folder is not the client's."""
     import time
 
     from rich.progress import Progress
@@ -347,6 +378,7 @@ def run(job, plan: list[tuple[Path, Path]], console, records: list) -> tuple[int
     from .files import PROGRESS_COLUMNS
     from .io import atomic_write
 
+    plan = [(Path(s).resolve(), Path(d).resolve()) for s, d in plan]
     client = connect(job.cluster, job.workers, job.threads_per_worker)
     started = time.perf_counter()
     failures = 0
@@ -373,11 +405,15 @@ def run(job, plan: list[tuple[Path, Path]], console, records: list) -> tuple[int
 
                 def done(rec: dict) -> None:
                     progress.advance(task)
+                    say = dict(highlight=False, soft_wrap=True, markup=False)
                     if rec.get("error"):
-                        console.print(f"error: {rec['error']}", highlight=False, soft_wrap=True, markup=False)
-                    else:
-                        console.print(f"{rec['input']} -> {rec['output']} (channels: {', '.join(rec['channels'])})",
-                                      highlight=False, soft_wrap=True, markup=False)
+                        console.print(f"error: {rec['error']}", **say)
+                        return
+                    console.print(f"{rec['input']} -> {rec['output']} (channels: {', '.join(rec['channels'])})", **say)
+                    if "trust_map" in rec:
+                        console.print(f"trust: {rec['trust_map']}: median predicted error {rec['median_error']:.3g} "
+                                      f"(output units), {rec['doubtful_share']:.1%} of pixels doubtful"
+                                      f"{' - SUSPECT' if rec['suspect'] else ''}", **say)
 
                 recs = restore_many(client, job, plan, on_done=done)
             failures = sum(1 for r in recs if r.get("error"))
@@ -386,6 +422,12 @@ def run(job, plan: list[tuple[Path, Path]], console, records: list) -> tuple[int
     finally:
         close(client)
     took = time.perf_counter() - started
-    console.print(f"done on {job.cluster} ({workers} workers): {len(plan) - failures} restored, {failures} failed "
-                  f"in {took:.1f} s", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"done on {job.cluster} ({workers} worker{'s' if workers != 1 else ''}): {len(plan) - failures} "
+                  f"restored, {failures} failed" + (f", {skipped} skipped (output exists)" if skipped else "")
+                  + f" in {took:.1f} s", highlight=False, soft_wrap=True, markup=False)
+    suspects = [r["input"] for r in records if r.get("suspect")]
+    if job.trust:
+        console.print(f"trust: {len(suspects)} of {sum('trust_map' in r for r in records)} restored image(s) suspect"
+                      + (": " + ", ".join(suspects) if suspects else ""), highlight=False, soft_wrap=True,
+                      markup=False)
     return failures, len(plan)

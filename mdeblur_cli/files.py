@@ -398,7 +398,7 @@ def restore_files(job: RestoreJob, console: Console, records: list | None = None
     if job.cluster is not None:
         from . import cluster
 
-        return cluster.run(job, plan, console, records if records is not None else [])
+        return cluster.run(job, plan, console, records if records is not None else [], skipped)
     dinfo = env_info()
     if dinfo.enabled:  # under torchrun: each process restores its share of the files
         plan = plan[dinfo.rank :: dinfo.world]

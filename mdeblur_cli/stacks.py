@@ -180,6 +180,9 @@ def default_max_pixels() -> int:
     return machine_memory() // BYTES_PER_PIXEL
 
 
+PLAUSIBLE_PIXELS = 1e12  # a million megapixels: beyond any slide scanner's plane stack
+
+
 def check_size(path: Path, shape: tuple[int, ...], axes: str, max_pixels: int | None) -> None:
     """Refuse, before decoding, an image of more than `max_pixels` pixels (channels not counted; every plane
     of a stack counted; None: what this machine's memory can restore)."""
@@ -188,7 +191,11 @@ def check_size(path: Path, shape: tuple[int, ...], axes: str, max_pixels: int | 
     if n > limit:
         why = (f"the default for this machine's {machine_memory() / 2**30:.0f} GiB at about {BYTES_PER_PIXEL} bytes "
                "per pixel" if max_pixels is None else "--max-pixels")
-        raise MdeblurError(f"{path}: {n / 1e6:.0f} M pixels ({axes} {'x'.join(str(int(d)) for d in shape)}) exceed "
+        dims = f"{axes} {'x'.join(str(int(d)) for d in shape)}"
+        if n > PLAUSIBLE_PIXELS:  # no microscope image is this large: a corrupt header, not a memory question
+            raise MdeblurError(f"{path}: not a readable image (its header claims {dims}, {n / 1e6:.0f} M pixels: "
+                               "corrupt or not what its name says)")
+        raise MdeblurError(f"{path}: {n / 1e6:.0f} M pixels ({dims}) exceed "
                            f"the limit of {limit / 1e6:.0f} M ({why}); raise --max-pixels if the memory is there")
 
 

@@ -142,3 +142,36 @@ def test_a_worker_on_another_version_is_one_clear_error(monkeypatch):
         monkeypatch.setattr(cluster, "_worker_version", lambda: None)
         with pytest.raises(MdeblurError, match="cannot import mdeblur"):
             cluster.check_workers(client, "test")
+
+
+def test_losing_every_worker_is_a_clear_error_not_a_hang(tmp_path, tiny_weights, monkeypatch):
+    from mdeblur_cli import cluster
+    from mdeblur_cli.errors import MdeblurError
+    from mdeblur_cli.files import RestoreJob
+
+    monkeypatch.setattr(cluster, "NO_WORKERS_S", 3)
+    src = _images(tmp_path / "in", 40, side=256)
+    (tmp_path / "o").mkdir()
+    plan = [(p, tmp_path / "o" / p.name) for p in sorted(src.iterdir())]
+    client = cluster.connect("local", workers=1, threads=1)
+    finished = []
+
+    def retire_after_first(rec):
+        finished.append(rec)
+        if len(finished) == 1:
+            client.cluster.scale(0)  # every worker gone, none to come back
+
+    try:
+        with pytest.raises(MdeblurError, match="no workers for 3 s"):
+            cluster.restore_many(client, RestoreJob(inputs=[], weights=str(tiny_weights)), plan, on_done=retire_after_first)
+    finally:
+        cluster.close(client)
+    assert 1 <= len(list((tmp_path / "o").iterdir())) < 40  # what finished is kept
+
+
+def test_cluster_addresses_that_are_neither_local_nor_an_address_are_refused(tmp_path):
+    from mdeblur_cli import cluster
+    from mdeblur_cli.errors import MdeblurError
+
+    with pytest.raises(MdeblurError, match="give 'local'"):
+        cluster.connect("locl")
