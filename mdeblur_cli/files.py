@@ -36,7 +36,7 @@ from .restore import (
     nonfinite_mask,
     restore_stack,
 )
-from .stacks import WRITE_EXT, Series, check_writable, lost_metadata, read_series, split_name, write_series
+from .stacks import WRITE_EXT, Meta, Series, check_writable, lost_metadata, read_series, split_name, write_series
 from .trust import SUSPECT_SHARE, trust_model_of
 from .weights import load_model
 
@@ -192,7 +192,7 @@ class Loaded:
     series: list[Series] | None  # None: a large plain TIFF, restored by streaming in the restore stage
     result: FileResult
     stream_rgb: bool = False
-    stream_meta: dict | None = None
+    stream_meta: Meta | None = None  # the streamed TIFF's metadata
     trust_series: list[Series] | None = None  # --trust: the predicted-error maps, written beside the output
 
 
