@@ -98,9 +98,29 @@ def close(client) -> None:
         cluster.close()
 
 
+def tune_malloc() -> bool:
+    """Undo what Dask's nanny does to glibc's allocator for torch: it starts workers with MALLOC_TRIM_THRESHOLD_
+    set, which also turns off the dynamic mmap threshold, so every large tensor is mmap'd and page-faulted
+    afresh. Measured: a serial restore loop ran 5.55 s in a worker against 4.4 s in a plain process, 3.98 s
+    with this (M_MMAP_THRESHOLD 32 MiB, glibc's maximum; M_TRIM_THRESHOLD 256 MiB). Linux/glibc only."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not os.uname().sysname == "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(-3, 32 << 20)) and bool(libc.mallopt(-1, 256 << 20))  # M_MMAP_, M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def worker_model(weights: str, self_ensemble: bool = False):
-    """The model of `weights`, loaded once per worker process."""
+    """The model of `weights`, loaded once per worker process (the allocator tuned on the first load)."""
     key = (weights, self_ensemble)
+    if not _MODELS:
+        tune_malloc()
     if key not in _MODELS:
         from .models import SelfEnsemble
         from .weights import load_model
