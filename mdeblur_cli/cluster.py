@@ -197,7 +197,9 @@ def _completed(client, futures):
 
     from distributed import wait
 
-    lost = ("lost the Dask scheduler; finished outputs are kept: rerun with --skip-existing to restore the rest")
+    address = getattr(getattr(client, "scheduler", None), "address", "?")
+    lost = (f"lost the Dask scheduler at {address}; finished outputs are kept: rerun with --skip-existing to "
+            "restore the rest")
     pending, alone_since = set(futures), None
     while pending:
         try:

@@ -175,3 +175,22 @@ def test_cluster_addresses_that_are_neither_local_nor_an_address_are_refused(tmp
 
     with pytest.raises(MdeblurError, match="give 'local'"):
         cluster.connect("locl")
+
+
+def test_both_kinds_of_work_through_the_cli_on_cluster_local(tmp_path, tiny_weights):
+    """`mdeblur restore --cluster local`: a folder file by file, and one 16-bit OME-Zarr plane over the workers."""
+    import zarr
+
+    from mdeblur_cli.stacks import Meta, Series, write_series
+
+    src = _images(tmp_path / "in", 3)
+    res = runner.invoke(app, ["restore", str(src), "--out-dir", str(tmp_path / "o"), "--weights", str(tiny_weights),
+                              "--cluster", "local", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert "done on local (2 workers): 3 restored, 0 failed" in " ".join(res.output.split())
+    img = (np.random.default_rng(2).random((200, 240)) * 3000).astype(np.uint16)
+    write_series(tmp_path / "p.ome.zarr", [Series(img, "YX", Meta(kind="ome", ome={}))])
+    res = runner.invoke(app, ["restore", str(tmp_path / "p.ome.zarr"), "-o", str(tmp_path / "q.ome.zarr"),
+                              "--weights", str(tiny_weights), "--cluster", "local", "--workers", "2", "--tile", "64"])
+    assert res.exit_code == 0 and "one plane over the cluster" in res.output, res.output
+    assert zarr.open_group(str(tmp_path / "q.ome.zarr"), mode="r")["0"].shape == (400, 480)
