@@ -11,12 +11,6 @@ from rich.console import Console
 from . import __version__
 from .errors import MdeblurError
 
-app = typer.Typer(
-    help="Restore blurry, low-resolution optical microscope images with M-Deblurgan (deblur + x2 SR).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 console = Console(stderr=True)
 
 
@@ -25,6 +19,26 @@ def fail(exc: MdeblurError) -> None:
 
     console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(2)
+
+
+class _Boundary(typer.core.TyperGroup):
+    """The one place where the package's error becomes a one-line message and exit code 2 (as fastapi-cli
+    does): commands raise MdeblurError and never print it themselves."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MdeblurError as exc:
+            fail(exc)
+
+
+app = typer.Typer(
+    cls=_Boundary,
+    help="Restore blurry, low-resolution optical microscope images with M-Deblurgan (deblur + x2 SR).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 def _percentiles(text: str | None) -> tuple[float, float] | None:
@@ -158,8 +172,6 @@ def train(
     except KeyboardInterrupt as exc:
         console.print(f"[yellow]interrupted:[/yellow] {exc}. Resume with: mdeblur train --resume {cfg.out}")
         raise typer.Exit(getattr(exc, "exit_code", 130)) from None
-    except MdeblurError as exc:
-        fail(exc)
 
 
 @app.command(epilog="Examples:\n\n  mdeblur restore in.tif -o out.png\n\n  mdeblur restore cells.ome.tif --out-dir restored/          # -> restored/cells_x2.ome.tif, pixel size halved\n\n  mdeblur restore scans/ --recursive --out-dir restored/ --skip-existing\n\n  mdeblur restore stack.tif -o out.tif --axes ZYX --channels independent\n\n  mdeblur restore 'slides/*.png' --out-dir out/ --weights unet-sr-x2 --device cuda --precision bf16\n\n  mdeblur restore folder/ --out-dir r/ --trust --report r/report.json")
@@ -194,29 +206,26 @@ def restore(
     from .io import atomic_write
     from .paths import check_folder_path
 
-    try:
-        job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive,
-                         tile=tile, device=device, precision=precision, suffix=suffix, overwrite=overwrite,
-                         skip_existing=skip_existing, self_ensemble=self_ensemble, normalize=normalize,
-                         percentiles=_percentiles(percentiles), axes=axes, channels=channels, max_pixels=max_pixels,
-                         debug=debug, trust=trust, cluster=cluster, workers=workers,
-                         threads_per_worker=threads_per_worker)
-        if fail_on_suspect and not trust:
-            raise MdeblurError("--fail-on-suspect needs --trust (it acts on the trust maps' verdicts)")
-        if report is not None:
-            check_folder_path(report.parent, "the folder of --report")
-            if report.is_dir():
-                raise MdeblurError(f"--report {report}: is a folder; give a file such as {report / 'report.json'}")
-        records: list = []
-        failures, total = restore_files(job, console, records)
-        if report is not None:
-            import json
+    job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive,
+                     tile=tile, device=device, precision=precision, suffix=suffix, overwrite=overwrite,
+                     skip_existing=skip_existing, self_ensemble=self_ensemble, normalize=normalize,
+                     percentiles=_percentiles(percentiles), axes=axes, channels=channels, max_pixels=max_pixels,
+                     debug=debug, trust=trust, cluster=cluster, workers=workers,
+                     threads_per_worker=threads_per_worker)
+    if fail_on_suspect and not trust:
+        raise MdeblurError("--fail-on-suspect needs --trust (it acts on the trust maps' verdicts)")
+    if report is not None:
+        check_folder_path(report.parent, "the folder of --report")
+        if report.is_dir():
+            raise MdeblurError(f"--report {report}: is a folder; give a file such as {report / 'report.json'}")
+    records: list = []
+    failures, total = restore_files(job, console, records)
+    if report is not None:
+        import json
 
-            summary = {"inputs": len(records), "failed": failures, "skipped": sum("skipped" in r for r in records),
-                       "suspect": sum(bool(r.get("suspect")) for r in records), "records": records}
-            atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
-    except MdeblurError as exc:
-        fail(exc)
+        summary = {"inputs": len(records), "failed": failures, "skipped": sum("skipped" in r for r in records),
+                   "suspect": sum(bool(r.get("suspect")) for r in records), "records": records}
+        atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
     if failures:
         if total > 1:
             console.print(f"[red]{failures} of {total} inputs failed[/red]")
@@ -261,67 +270,63 @@ def benchmark(
     from .datasets import load_eval_set
     from .device import resolve_device
     from .models import SelfEnsemble
+    from .paths import check_new_file
     from .weights import load_model
 
-    try:
-        from .paths import check_new_file
+    for option, value in (("--limit", limit), ("--figure-images", figure_images), ("--rl-iters", rl_iters)):
+        if value is not None and value < 1:
+            raise MdeblurError(f"{option} {value}: must be 1 or more")
+    if not (sigma > 0 and sigma < 1e3):
+        raise MdeblurError(f"--sigma {sigma:g}: a blur sigma in low-res pixels must be positive")
+    for option, value in (("--json", json_out), ("--csv", csv_out), ("--markdown", markdown), ("--figure", figure),
+                          ("--plot-params", plot_params)):
+        check_new_file(value, overwrite, option)
+    if plot_params is not None:
+        from .figures import require_matplotlib
 
-        for option, value in (("--limit", limit), ("--figure-images", figure_images), ("--rl-iters", rl_iters)):
-            if value is not None and value < 1:
-                raise MdeblurError(f"{option} {value}: must be 1 or more")
-        if not (sigma > 0 and sigma < 1e3):
-            raise MdeblurError(f"--sigma {sigma:g}: a blur sigma in low-res pixels must be positive")
-        for option, value in (("--json", json_out), ("--csv", csv_out), ("--markdown", markdown), ("--figure", figure),
-                              ("--plot-params", plot_params)):
-            check_new_file(value, overwrite, option)
-        if plot_params is not None:
-            from .figures import require_matplotlib
-
-            require_matplotlib()  # before any output is written
-        if robustness and input_depth is not None:
-            raise MdeblurError("--robustness runs every input condition; drop --input-depth")
-        input_depth = input_depth or "8"
-        if input_depth not in bm.INPUT_CONDITIONS:
-            raise MdeblurError(f"--input-depth {input_depth}: use one of {', '.join(bm.INPUT_CONDITIONS)}")
-        conditions = [bm.INPUT_CONDITIONS[c] for c in (bm.ROBUSTNESS if robustness else (input_depth,))]
-        dev = resolve_device(device)
-        evalset = load_eval_set(dataset, data_root, sigma, 2, limit)
-        if evalset.stand_in:
-            console.print(f"[yellow]note:[/yellow] {evalset.source}")
-        if trust:
-            _benchmark_trust(evalset, dataset, load_model(weights, dev), json_out, markdown)
-            return
-        inputs = {c.name: bm.prepare_inputs(evalset.pairs, c) for c in conditions}
-        first = inputs[conditions[0].name]
-        fixed_psf = bm.parse_psf(psf) if psf else None
-        rl_psf = {"source": "--psf", "psf": psf} if psf else None
-        chosen = [m.strip() for m in methods.split(",") if m.strip()]
-        learned = {"unet-sr": unet_weights, "mdeblurgan": weights, "mdeblurgan-no-oa": no_oa_weights}
-        runs = []
-        for name in chosen:
-            if name == "bicubic":
-                runs.append(bm.bicubic_method(2))
-            elif name == "rl-sr":
-                if fixed_psf is None and any(p.psf is None for p in evalset.pairs):
-                    n = min(len(evalset.pairs), bm.PSF_SEARCH_IMAGES)
-                    console.print(f"rl-sr: the data carry no PSF; searching {len(bm.PSF_GRID)} candidates on "
-                                  f"{n} image(s) by PSNR against the ground truth (a tuned baseline; --psf sets one)")
-                    spec, grid = bm.search_psf(first, 2, rl_iters)
-                    fixed_psf = bm.parse_psf(spec)
-                    rl_psf = {"source": f"grid search, best mean PSNR on {n} image(s)", "psf": spec, "grid": grid}
-                    console.print("  " + ", ".join(f"{g['psf']} {g['psnr']:.2f}" for g in grid) + f" -> {spec}")
-                elif fixed_psf is None:
-                    rl_psf = {"source": "dataset", "psf": "each pair's known PSF"}
-                runs.append(bm.rl_method(2, rl_iters, fixed_psf))
-            elif name in learned:
-                model = load_model(learned[name], dev)
-                if self_ensemble:
-                    name, model = name + "+", SelfEnsemble(model).eval()
-                runs.append(bm.model_method(name, model, dev))
-            else:
-                raise MdeblurError(f"--methods: unknown method {name!r}")
-    except MdeblurError as exc:
-        fail(exc)
+        require_matplotlib()  # before any output is written
+    if robustness and input_depth is not None:
+        raise MdeblurError("--robustness runs every input condition; drop --input-depth")
+    input_depth = input_depth or "8"
+    if input_depth not in bm.INPUT_CONDITIONS:
+        raise MdeblurError(f"--input-depth {input_depth}: use one of {', '.join(bm.INPUT_CONDITIONS)}")
+    conditions = [bm.INPUT_CONDITIONS[c] for c in (bm.ROBUSTNESS if robustness else (input_depth,))]
+    dev = resolve_device(device)
+    evalset = load_eval_set(dataset, data_root, sigma, 2, limit)
+    if evalset.stand_in:
+        console.print(f"[yellow]note:[/yellow] {evalset.source}")
+    if trust:
+        _benchmark_trust(evalset, dataset, load_model(weights, dev), json_out, markdown)
+        return
+    inputs = {c.name: bm.prepare_inputs(evalset.pairs, c) for c in conditions}
+    first = inputs[conditions[0].name]
+    fixed_psf = bm.parse_psf(psf) if psf else None
+    rl_psf = {"source": "--psf", "psf": psf} if psf else None
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    learned = {"unet-sr": unet_weights, "mdeblurgan": weights, "mdeblurgan-no-oa": no_oa_weights}
+    runs = []
+    for name in chosen:
+        if name == "bicubic":
+            runs.append(bm.bicubic_method(2))
+        elif name == "rl-sr":
+            if fixed_psf is None and any(p.psf is None for p in evalset.pairs):
+                n = min(len(evalset.pairs), bm.PSF_SEARCH_IMAGES)
+                console.print(f"rl-sr: the data carry no PSF; searching {len(bm.PSF_GRID)} candidates on "
+                              f"{n} image(s) by PSNR against the ground truth (a tuned baseline; --psf sets one)")
+                spec, grid = bm.search_psf(first, 2, rl_iters)
+                fixed_psf = bm.parse_psf(spec)
+                rl_psf = {"source": f"grid search, best mean PSNR on {n} image(s)", "psf": spec, "grid": grid}
+                console.print("  " + ", ".join(f"{g['psf']} {g['psnr']:.2f}" for g in grid) + f" -> {spec}")
+            elif fixed_psf is None:
+                rl_psf = {"source": "dataset", "psf": "each pair's known PSF"}
+            runs.append(bm.rl_method(2, rl_iters, fixed_psf))
+        elif name in learned:
+            model = load_model(learned[name], dev)
+            if self_ensemble:
+                name, model = name + "+", SelfEnsemble(model).eval()
+            runs.append(bm.model_method(name, model, dev))
+        else:
+            raise MdeblurError(f"--methods: unknown method {name!r}")
     reps = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("benchmark", total=len(runs) * len(evalset.pairs) * len(conditions))
@@ -368,10 +373,7 @@ def benchmark(
         figures.comparison_figure(items, figure)
         console.print(f"figure: {figure}", markup=False, highlight=False)
     if plot_params is not None:
-        try:
-            figures.params_plot(results, bm.header_line(rep)[:90], plot_params)
-        except MdeblurError as exc:
-            fail(exc)
+        figures.params_plot(results, bm.header_line(rep)[:90], plot_params)
         console.print(f"plot: {plot_params}", markup=False, highlight=False)
 
 
@@ -432,10 +434,7 @@ def export(
     from .export import export as run_export
     from .weights import load_model
 
-    try:
-        info = run_export(load_model(weights), fmt, output, overwrite, name=Path(weights).stem)
-    except MdeblurError as exc:
-        fail(exc)
+    info = run_export(load_model(weights), fmt, output, overwrite, name=Path(weights).stem)
     lo, hi = info["normalization"]["percentiles"]
     console.print(f"wrote {output} ({info['format']}, {info['arch']} x{info['scale']}; input {info['input']}, "
                   f"normalised: its {lo:g} and {hi:g} percentiles to 0 and 1"
@@ -490,9 +489,8 @@ def simulate(
         spec = SimulationSpec(parse_objective(objective_lr, camera_pixel), parse_objective(objective_hr, camera_pixel),
                               (float(lo), float(hi or lo)), None if noise == "none" else float(noise), read_noise)
     except ValueError:
-        fail(MdeblurError(f"bad optics option (objective '{objective_lr}'/'{objective_hr}', defocus '{defocus}', noise '{noise}')"))
-    except MdeblurError as exc:
-        fail(exc)
+        raise MdeblurError(f"bad optics option (objective '{objective_lr}'/'{objective_hr}', defocus '{defocus}', "
+                           f"noise '{noise}')") from None
     if explain:
         from .simulate import explain as explain_lines
 
@@ -509,24 +507,21 @@ def simulate(
     from .io import list_images
     from .specimens import SPECIMENS
 
-    try:
-        inputs: tuple = ()
-        if source in SPECIMENS:
-            if count < 1 or not 64 <= size <= 8192:
-                raise MdeblurError(f"--count {count} --size {size}: need at least 1 specimen of 64 to 8192 px")
-            if seed < 0 or seed * count >= TRAIN_SEED_LIMIT:
-                raise MdeblurError(f"--seed {seed}: procedural training seeds must lie in 0..{TRAIN_SEED_LIMIT // count - 1}")
-            items = ((f"{source}_{seed * count + i:06d}", functools.partial(SPECIMENS[source], size, seed * count + i))
-                     for i in range(count))
-        else:
-            files = list_images(Path(source), recursive=True) if Path(source).is_dir() else []
-            if not files:
-                raise MdeblurError(f"{source}: not a folder of images nor one of {', '.join(SPECIMENS)}")
-            inputs = (Path(source),)
-            items = ((f.stem, functools.partial(read_rgb, f)) for f in files)
-        records, errors = write_pairs(items, out_dir, spec, seed, overwrite, inputs)
-    except MdeblurError as exc:
-        fail(exc)
+    inputs: tuple = ()
+    if source in SPECIMENS:
+        if count < 1 or not 64 <= size <= 8192:
+            raise MdeblurError(f"--count {count} --size {size}: need at least 1 specimen of 64 to 8192 px")
+        if seed < 0 or seed * count >= TRAIN_SEED_LIMIT:
+            raise MdeblurError(f"--seed {seed}: procedural training seeds must lie in 0..{TRAIN_SEED_LIMIT // count - 1}")
+        items = ((f"{source}_{seed * count + i:06d}", functools.partial(SPECIMENS[source], size, seed * count + i))
+                 for i in range(count))
+    else:
+        files = list_images(Path(source), recursive=True) if Path(source).is_dir() else []
+        if not files:
+            raise MdeblurError(f"{source}: not a folder of images nor one of {', '.join(SPECIMENS)}")
+        inputs = (Path(source),)
+        items = ((f.stem, functools.partial(read_rgb, f)) for f in files)
+    records, errors = write_pairs(items, out_dir, spec, seed, overwrite, inputs)
     for err in errors:
         console.print(f"[red]error:[/red] {escape(err)} (skipped)", highlight=False, soft_wrap=True)
     console.print(f"wrote {len(records)} pairs to {out_dir} (lr/, hr/, meta/)", highlight=False, markup=False,
@@ -552,10 +547,7 @@ def pairs_align(
 
     from .pairs import align_folder
 
-    try:
-        report = align_folder(lr_dir, hr_dir, out_dir, scale, overwrite)
-    except MdeblurError as exc:
-        fail(exc)
+    report = align_folder(lr_dir, hr_dir, out_dir, scale, overwrite)
     for r in report:
         if r["status"] == "aligned":
             console.print(f"{escape(r['stem'])}: aligned, rotation {r['rotation_deg']:.2f} deg, shift "
