@@ -25,9 +25,8 @@ import torch
 
 from mdeblur_cli.datasets import TRAIN_SOURCES, skimage_image, split_columns, to_tensor
 from mdeblur_cli.degrade import fire_protocol, jpeg_compress, poisson_gaussian_noise, quantize
-from mdeblur_cli.restore import restore_float
-from mdeblur_cli.trust import DIAGNOSTICS, EPS, SMOOTH, SOURCES, TrustModel, diagnostics, predict, smooth, sources
-from mdeblur_cli.trust_bench import TILE, spearman, tile_rms
+from mdeblur_cli.trust import DIAGNOSTICS, EPS, SMOOTH, SOURCES, TrustModel, diagnostics, predict, smooth
+from mdeblur_cli.trust_bench import TILE, analyse, spearman, tile_rms
 from mdeblur_cli.weights import load_model
 
 COVERAGE = 0.95
@@ -60,14 +59,9 @@ def case(model, name: str, hr: torch.Tensor, kind: str, seed: int, passes: int) 
     lr = encode(blurry, kind, seed)[0]
     img = lr.numpy().transpose(1, 2, 0).astype(np.float32)
 
-    def restore(x):
-        return restore_float(model, x, clip=False)
-
-    out = restore(img)
-    maps = sources(model, img, out, restore, quant_step=1 / 255, passes=passes, seed=seed)
-    maps.update(diagnostics(img, out, model.scale))
-    err = np.abs(out - hr.numpy().transpose(1, 2, 0)).mean(2)
-    return {"name": name, "kind": kind, "maps": maps, "err": err, "out": out, "img": img}
+    res = analyse(model, img, 1 / 255, TrustModel(), seed=seed, passes=passes)
+    err = np.abs(res["out"] - hr.numpy().transpose(1, 2, 0)).mean(2)
+    return {"name": name, "kind": kind, "maps": res["maps"], "err": err, "out": res["out"], "img": img}
 
 
 def fit(cases: list[dict]) -> TrustModel:

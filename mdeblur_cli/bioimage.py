@@ -12,7 +12,6 @@ What the package declares, so that a runtime restores as `mdeblur restore --norm
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import zipfile
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import MdeblurError
+from .weights import sha256
 
 FORMAT_VERSION = "0.5.4"
 TEST_SIDE = 128
@@ -90,10 +90,6 @@ def _scalar(v) -> str:
     if isinstance(v, (dict, list)):
         return "{}" if isinstance(v, dict) else "[]"
     return json.dumps(str(v))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_image() -> np.ndarray:
@@ -170,7 +166,7 @@ def rdf(info: dict, name: str, files: dict[str, Path], context: int) -> dict:
                 "scale": 1 / scale, "halo": context * scale}
 
     def ref(key: str) -> dict:
-        return {"source": files[key].name, "sha256": _sha256(files[key])}
+        return {"source": files[key].name, "sha256": sha256(files[key])}
 
     return {
         "type": "model", "format_version": FORMAT_VERSION, "name": f"mdeblur {name}",
@@ -197,9 +193,9 @@ def rdf(info: dict, name: str, files: dict[str, Path], context: int) -> dict:
             "test_tensor": ref("test_output"), "data": {"type": "float32"},
         }],
         "weights": {
-            "onnx": {"source": files["onnx"].name, "sha256": _sha256(files["onnx"]), "opset_version": 17,
+            "onnx": {"source": files["onnx"].name, "sha256": sha256(files["onnx"]), "opset_version": 17,
                      "parent": "torchscript"},
-            "torchscript": {"source": files["torchscript"].name, "sha256": _sha256(files["torchscript"]),
+            "torchscript": {"source": files["torchscript"].name, "sha256": sha256(files["torchscript"]),
                             "pytorch_version": torch.__version__.split("+")[0]},
         },
     }

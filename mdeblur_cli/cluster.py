@@ -433,9 +433,9 @@ def run(job, plan: list[tuple[Path, Path]], console, records: list, skipped: int
                         return
                     console.print(f"{rec['input']} -> {rec['output']} (channels: {', '.join(rec['channels'])})", **say)
                     if "trust_map" in rec:
-                        console.print(f"trust: {rec['trust_map']}: median predicted error {rec['median_error']:.3g} "
-                                      f"(output units), {rec['doubtful_share']:.1%} of pixels doubtful"
-                                      f"{' - SUSPECT' if rec['suspect'] else ''}", **say)
+                        from .trust import line
+
+                        console.print(line(rec["trust_map"], rec), **say)
 
                 recs = restore_many(client, job, plan, on_done=done)
             failures = sum(1 for r in recs if r.get("error"))

@@ -38,6 +38,7 @@ from .restore import (
 )
 from .stacks import WRITE_EXT, Meta, Series, check_writable, lost_metadata, read_series, split_name, write_series
 from .trust import SUSPECT_SHARE, trust_model_of
+from .trust import line as trust_line
 from .weights import load_model
 
 
@@ -555,6 +556,4 @@ class _Reporter:
             self._say(f"warning: {src}: {res.nonfinite} NaN/Inf sample(s) filled from their neighbours for the network "
                       "and written as NaN in the output")
         if res.trust is not None:
-            t = res.trust
-            self._say(f"trust: {res.trust_path}: median predicted error {t['median_error']:.3g} (output units), "
-                      f"{t['doubtful_share']:.1%} of pixels doubtful{' - SUSPECT' if t['suspect'] else ''}")
+            self._say(trust_line(res.trust_path, res.trust))

@@ -159,19 +159,28 @@ def gradient(out: np.ndarray) -> np.ndarray:
     return np.sqrt(gx * gx + gy * gy).astype(np.float32)
 
 
+def _bicubic(img: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W, C) up by `scale`, unclipped (degrade.upscale_bicubic), as (H*s, W*s, C)."""
+    from .degrade import upscale_bicubic
+
+    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), np.float32))
+    return upscale_bicubic(t, scale, clip=False).numpy().transpose(1, 2, 0)
+
+
+def local_std(gray: np.ndarray) -> np.ndarray:
+    """Local standard deviation of a 2-D map (Gaussian window CONTRAST_SIGMA)."""
+    mean = smooth(gray, CONTRAST_SIGMA)
+    return np.sqrt(np.maximum(smooth(gray * gray, CONTRAST_SIGMA) - mean * mean, 0)).astype(np.float32)
+
+
 def texture(img: np.ndarray, scale: int) -> np.ndarray:
     """Local standard deviation of the bicubic-upscaled input's channel mean (window CONTRAST_SIGMA)."""
-    t = torch.from_numpy(np.ascontiguousarray(img.mean(2), np.float32))[None, None]
-    up = F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)[0, 0].numpy()
-    mean = smooth(up, CONTRAST_SIGMA)
-    return np.sqrt(np.maximum(smooth(up * up, CONTRAST_SIGMA) - mean * mean, 0)).astype(np.float32)
+    return local_std(_bicubic(img.mean(2, keepdims=True), scale)[..., 0])
 
 
 def change(out: np.ndarray, img: np.ndarray, scale: int) -> np.ndarray:
     """|output - bicubic(input)| (mean over channels), smoothed."""
-    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), np.float32))[None]
-    up = F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)[0].numpy().transpose(1, 2, 0)
-    return smooth(np.abs(out - up).mean(2), SMOOTH)
+    return smooth(np.abs(out - _bicubic(img, scale)).mean(2), SMOOTH)
 
 
 def sources(model: nn.Module, img: np.ndarray, out: np.ndarray, restore, quant_step: float = 0.0,
@@ -204,9 +213,13 @@ def predict(maps: dict[str, np.ndarray], tm: TrustModel) -> np.ndarray:
 
 def output_contrast(out: np.ndarray) -> np.ndarray:
     """Local standard deviation of the output's channel mean (window CONTRAST_SIGMA): the structure it shows."""
-    g = out.mean(2)
-    mean = smooth(g, CONTRAST_SIGMA)
-    return np.sqrt(np.maximum(smooth(g * g, CONTRAST_SIGMA) - mean * mean, 0)).astype(np.float32)
+    return local_std(out.mean(2))
+
+
+def line(path, s: dict) -> str:
+    """The per-image trust line of a batch (in-process and on a cluster)."""
+    return (f"trust: {path}: median predicted error {s['median_error']:.3g} (output units), "
+            f"{s['doubtful_share']:.1%} of pixels doubtful{' - SUSPECT' if s['suspect'] else ''}")
 
 
 def summary(sd: np.ndarray, spread_map: np.ndarray, out: np.ndarray, sigma: float, units: float = 1.0) -> dict:

@@ -52,7 +52,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def analyse(model: nn.Module, img: np.ndarray, quant_step: float, tm: tr.TrustModel, seed: int = 0) -> dict:
+def analyse(model: nn.Module, img: np.ndarray, quant_step: float, tm: tr.TrustModel, seed: int = 0,
+            passes: int = tr.PASSES) -> dict:
     """Restore one normalised (H, W, 3) input and make every map; the predicted error in normalised units."""
 
     def restore(x):
@@ -60,7 +61,7 @@ def analyse(model: nn.Module, img: np.ndarray, quant_step: float, tm: tr.TrustMo
 
     out = restore(img)
     sigma = tr.noise_sigma(img, quant_step)
-    maps = tr.sources(model, img, out, restore, seed=seed, sigma=sigma)
+    maps = tr.sources(model, img, out, restore, passes=passes, seed=seed, sigma=sigma)
     maps.update(tr.diagnostics(img, out, model.scale))
     sd = tr.predict(maps, tm)
     return {"out": out, "maps": maps, "sd": sd, "summary": tr.summary(sd, maps["spread"], out, sigma)}

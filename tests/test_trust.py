@@ -6,31 +6,15 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from torch import nn
 from typer.testing import CliRunner
 
 from mdeblur_cli.cli import app
 from mdeblur_cli.restore import TrustRequest, restore_array, restore_stack
 from mdeblur_cli.trust import TrustModel, mad_sigma, noise_sigma, trust_model_of
+from mdeblur_cli.trust_bench import NoiseAmplifier
 from mdeblur_cli.weights import load_model, save_weights, set_provenance
 
 runner = CliRunner()
-
-
-class Sharpener(nn.Module):
-    """A fixture 'network' that invents texture: bicubic x2 plus a strongly amplified high-pass of the input."""
-
-    scale, context = 2, 8
-
-    def __init__(self, gain: float) -> None:
-        super().__init__()
-        self.gain = gain
-
-    def forward(self, x):
-        blur = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
-        y = x + self.gain * (x - blur)
-        up = torch.nn.functional.interpolate(y, scale_factor=2, mode="bicubic", align_corners=False)
-        return up, x
 
 
 def _flat_noise(seed=0, side=96):
@@ -73,7 +57,7 @@ def test_flat_noise_through_a_noise_amplifier_is_suspect_and_through_a_smoother_
     verdicts = {}
     for gain in (12.0, -0.9):  # -0.9: mostly the local mean, a smoothing 'network'
         req = TrustRequest(TrustModel())
-        restore_stack(flat, "YX", Sharpener(gain), trust=req)
+        restore_stack(flat, "YX", NoiseAmplifier(gain), trust=req)
         verdicts[gain] = req.summaries[0]
     assert verdicts[12.0]["suspect"] and not verdicts[-0.9]["suspect"]
     assert verdicts[12.0]["doubtful_share"] > 5 * max(verdicts[-0.9]["doubtful_share"], 1e-3)
@@ -123,7 +107,6 @@ def test_fail_on_suspect_exits_3(tmp_path, tiny_weights, monkeypatch):
     import cv2
 
     import mdeblur_cli.files as files
-    from mdeblur_cli.trust_bench import NoiseAmplifier
 
     cv2.imwrite(str(tmp_path / "n.png"), _flat_noise(side=48))
     monkeypatch.setattr(files, "load_model", lambda *a, **k: NoiseAmplifier())
