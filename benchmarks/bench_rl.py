@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from skimage.restoration import richardson_lucy as sk_richardson_lucy
 
-from mdeblur_cli.datasets import centre_crop, skimage_image
+from mdeblur_cli.data import skimage_image
+from mdeblur_cli.data.eval import centre_crop
 from mdeblur_cli.degrade import convolve, gaussian_kernel
 from mdeblur_cli.rl import richardson_lucy
 

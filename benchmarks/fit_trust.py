@@ -1,6 +1,6 @@
 """Fit the trust map's coefficients and calibration on held-out data of the training pool, and measure it.
 
-Data: the right-most validation strip (never trained on) of each training image (datasets.TRAIN_SOURCES; the
+Data: the right-most validation strip (never trained on) of each training image (data.train.TRAIN_SOURCES; the
 reserved images are never used here), through the FIRE protocol (antialiased bicubic down x2, Gaussian blur
 sigma 1.5 LR px), then one of three file kinds: 8-bit, JPEG q90, Poisson (peak 1000, read 0.005) saved as 8-bit.
 Images alternate between a fitting half and a testing half.
@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdeblur_cli.datasets import TRAIN_SOURCES, skimage_image, split_columns, to_tensor
+from mdeblur_cli.data import skimage_image, to_tensor
+from mdeblur_cli.data.train import TRAIN_SOURCES, split_columns
 from mdeblur_cli.degrade import fire_protocol, jpeg_compress, poisson_gaussian_noise, quantize
 from mdeblur_cli.trust import DIAGNOSTICS, EPS, SMOOTH, SOURCES, TrustModel, diagnostics, predict, smooth
 from mdeblur_cli.trust_bench import TILE, analyse, spearman, tile_rms

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from mdeblur_cli.datasets import MICRO_VAL_COUNT, load_sources
-from mdeblur_cli.train import config_from_toml, split_sources, validate, validation_set  # validate: evaluation.evaluate
+from mdeblur_cli.config import config_from_toml
+from mdeblur_cli.data.train import MICRO_VAL_COUNT, load_sources, split_sources, validation_set
+from mdeblur_cli.evaluation import validate
 from mdeblur_cli.weights import load_model
 
 

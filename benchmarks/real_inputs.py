@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdeblur_cli.datasets import skimage_image, to_tensor
+from mdeblur_cli.data import skimage_image, to_tensor
 from mdeblur_cli.degrade import fire_protocol, upscale_bicubic
 from mdeblur_cli.io import read_image, to_float
 from mdeblur_cli.metrics import psnr

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from .datasets import BenchPair
+from .data import Pair
 from .degrade import upscale_bicubic
 from .evaluation import evaluate, score  # noqa: F401 (score: re-export)
 from .models import count_params
@@ -23,7 +23,7 @@ class Method:
     """A restoration method: LR (C, H, W) -> SR (C, H*s, W*s), with its parameter count if learned."""
 
     name: str
-    run: Callable[[BenchPair], torch.Tensor]
+    run: Callable[[Pair], torch.Tensor]
     params: int | None = None
 
 
@@ -34,7 +34,7 @@ def bicubic_method(scale: int) -> Method:
 def rl_method(scale: int, iterations: int = 30, psf: torch.Tensor | None = None) -> Method:
     """Richardson-Lucy with the pair's true PSF (or a given one), then bicubic."""
 
-    def run(p: BenchPair) -> torch.Tensor:
+    def run(p: Pair) -> torch.Tensor:
         k = psf if psf is not None else p.psf
         if k is None:
             raise ValueError(f"{p.name}: no PSF known; pass one")
@@ -48,7 +48,7 @@ def rl_method(scale: int, iterations: int = 30, psf: torch.Tensor | None = None)
 
 
 def model_method(name: str, model: nn.Module, device: torch.device, tile: int = 512) -> Method:
-    def run(p: BenchPair) -> torch.Tensor:
+    def run(p: Pair) -> torch.Tensor:
         out = restore_float(model, p.lr.permute(1, 2, 0).numpy(), tile=tile, device=device, clip=False)
         return torch.from_numpy(out).permute(2, 0, 1)
 
@@ -102,8 +102,8 @@ def encode_input(lr: torch.Tensor, cond: InputCondition, generator: torch.Genera
     return np.rint(np.clip(arr, 0, 1) * np.iinfo(dtype).max).astype(dtype), gain, offset
 
 
-def prepare_inputs(pairs: list[BenchPair], cond: InputCondition,
-                   percentiles: tuple[float, float] | None = None) -> list[BenchPair]:
+def prepare_inputs(pairs: list[Pair], cond: InputCondition,
+                   percentiles: tuple[float, float] | None = None) -> list[Pair]:
     """Each pair's LR as a file of this kind, normalised as `restore --normalize auto` does; `to_truth` maps a
     method's output back through the exact inverse and the known dimming, so it is scored against the clean HR."""
     from .normalize import DEFAULT_PERCENTILES, choose, dtype_range
@@ -115,13 +115,13 @@ def prepare_inputs(pairs: list[BenchPair], cond: InputCondition,
         lr = torch.from_numpy(norm.apply(arr.astype(np.float32)).transpose(2, 0, 1).copy()).float()
         unit = dtype_range(arr.dtype)[1]  # file counts per [0, 1] float unit
         a, b = (norm.hi - norm.lo) / unit, norm.lo / unit  # normalised -> file float units
-        out.append(BenchPair(p.name, lr, p.hr, p.psf, (a / gain, (b - offset) / gain), (a, b)))
+        out.append(replace(p, lr=lr, to_truth=(a / gain, (b - offset) / gain), to_file=(a, b)))
     if any(not np.isfinite(q.to_truth).all() for q in out):
         raise ValueError("an input condition produced a non-finite normalisation")
     return out
 
 
-def run_on(method: Method, pair: BenchPair) -> torch.Tensor:
+def run_on(method: Method, pair: Pair) -> torch.Tensor:
     """A method's output for one pair, mapped into the ground truth's intensity units."""
     with torch.no_grad():
         sr = method.run(pair)
@@ -130,7 +130,7 @@ def run_on(method: Method, pair: BenchPair) -> torch.Tensor:
 
 
 def run_benchmark(
-    pairs: list[BenchPair], methods: list[Method], scale: int, y_channel: bool = False,
+    pairs: list[Pair], methods: list[Method], scale: int, y_channel: bool = False,
     on_step: Callable[[], None] | None = None, keep: int = 0,
 ) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
     """Mean and std of PSNR/SSIM for every method, with seconds per output megapixel.
@@ -227,7 +227,7 @@ PSF_GRID = (*(f"gaussian:{s:g}" for s in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 
 PSF_SEARCH_IMAGES = 4
 
 
-def search_psf(pairs: list[BenchPair], scale: int, iterations: int, grid: tuple[str, ...] = PSF_GRID,
+def search_psf(pairs: list[Pair], scale: int, iterations: int, grid: tuple[str, ...] = PSF_GRID,
                max_images: int = PSF_SEARCH_IMAGES) -> tuple[str, list[dict]]:
     """The grid PSF under which RL + bicubic scores the best mean PSNR on the first `max_images` pairs.
 
@@ -307,3 +307,109 @@ def robustness_markdown(reps: list[dict]) -> str:
             cells.append(f"{row['psnr']:.2f} / {row['ssim']:.4f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the command's run and its table
+
+LEARNED = ("unet-sr", "mdeblurgan", "mdeblurgan-no-oa")
+METHODS = ("bicubic", "rl-sr", *LEARNED)
+
+
+@dataclass
+class Spec:
+    """What one benchmark runs: the methods (with the weights of the learned ones), rl-sr's PSF and iterations,
+    the input conditions, and the images whose outputs are kept for a figure."""
+
+    methods: list[str]
+    weights: dict[str, str] = field(default_factory=dict)  # learned method -> shipped name or path
+    conditions: list[str] = field(default_factory=lambda: ["8"])
+    psf: str | None = None  # None: each pair's own PSF, else a grid search
+    rl_iters: int = 30
+    y_channel: bool = False
+    self_ensemble: bool = False
+    keep: int = 0
+    scale: int = 2
+
+    def __post_init__(self) -> None:
+        from .errors import MdeblurError
+
+        unknown = next((m for m in self.methods if m not in METHODS), None)
+        if unknown is not None:
+            raise MdeblurError(f"--methods: unknown method {unknown!r}")
+        bad = next((c for c in self.conditions if c not in INPUT_CONDITIONS), None)
+        if bad is not None:
+            raise MdeblurError(f"--input-depth {bad}: use one of {', '.join(INPUT_CONDITIONS)}")
+
+
+@dataclass
+class Report:
+    """One report dict per input condition (as `report` makes them) and the kept outputs of the first."""
+
+    reports: list[dict]
+    kept: dict[str, dict[str, np.ndarray]]
+
+
+def build_methods(spec: Spec, evalset, pairs: list[Pair], device: torch.device,
+                  say: Callable[[str], None]) -> tuple[list[Method], dict | None]:
+    """The methods of `spec`, and the record of rl-sr's PSF (searched on `pairs` where the data carry none)."""
+    from .models import SelfEnsemble
+    from .weights import load_model
+
+    fixed = parse_psf(spec.psf) if spec.psf else None
+    rl_psf = {"source": "--psf", "psf": spec.psf} if spec.psf else None
+    methods = []
+    for name in spec.methods:
+        if name == "bicubic":
+            methods.append(bicubic_method(spec.scale))
+        elif name == "rl-sr":
+            if fixed is None and any(p.psf is None for p in evalset.pairs):
+                n = min(len(evalset.pairs), PSF_SEARCH_IMAGES)
+                say(f"rl-sr: the data carry no PSF; searching {len(PSF_GRID)} candidates on {n} image(s) by PSNR "
+                    "against the ground truth (a tuned baseline; --psf sets one)")
+                best, grid = search_psf(pairs, spec.scale, spec.rl_iters)
+                fixed = parse_psf(best)
+                rl_psf = {"source": f"grid search, best mean PSNR on {n} image(s)", "psf": best, "grid": grid}
+                say("  " + ", ".join(f"{g['psf']} {g['psnr']:.2f}" for g in grid) + f" -> {best}")
+            elif fixed is None:
+                rl_psf = {"source": "dataset", "psf": "each pair's known PSF"}
+            methods.append(rl_method(spec.scale, spec.rl_iters, fixed))
+        else:
+            model = load_model(spec.weights[name], device)
+            if spec.self_ensemble:
+                name, model = name + "+", SelfEnsemble(model).eval()
+            methods.append(model_method(name, model, device))
+    return methods, rl_psf
+
+
+def run(spec: Spec, evalset, device: torch.device, say: Callable[[str], None] = print,
+        on_step: Callable[[], None] | None = None) -> Report:
+    """Every method of `spec` on `evalset`, under each input condition."""
+    inputs = {c: prepare_inputs(evalset.pairs, INPUT_CONDITIONS[c]) for c in spec.conditions}
+    methods, rl_psf = build_methods(spec, evalset, inputs[spec.conditions[0]], device, say)
+    reports, kept = [], {}
+    for i, c in enumerate(spec.conditions):
+        results, k = run_benchmark(inputs[c], methods, spec.scale, spec.y_channel, on_step=on_step,
+                                   keep=spec.keep if i == 0 else 0)
+        reports.append(report(evalset, results, spec.scale, rl_psf if "rl-sr" in spec.methods else None,
+                              INPUT_CONDITIONS[c]))
+        kept = k if i == 0 else kept
+    return Report(reports, kept)
+
+
+def render(rep: dict, y_channel: bool = False):
+    """The results table of one report (a rich Table), with the paper's Table 1 beside it."""
+    from rich.table import Table
+
+    table = Table(title=header_line(rep), title_justify="left")
+    for col in ("method", "PSNR (dB)", "SSIM", *(("PSNR-Y", "SSIM-Y") if y_channel else ()), "params", "s/Mpix",
+                "paper FIRE", "paper PINE CONES"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rep["results"]:
+        paper = PAPER_TABLE1.get(r["method"], {})
+        cells = [r["method"], f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}", f"{r['ssim']:.4f} ± {r['ssim_std']:.4f}"]
+        if y_channel:
+            cells += [f"{r['psnr_y']:.2f}", f"{r['ssim_y']:.4f}"]
+        cells += [f"{r['params']:,}" if r["params"] else "-", f"{r['seconds_per_mpix']:.2f}"]
+        cells += [f"{paper[k][0]:.2f} / {paper[k][1]:.4f}" if k in paper else "-" for k in ("FIRE", "PINE CONES")]
+        table.add_row(*cells)
+    return table

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datasets import PatchSampler
+from .data.train import PatchSampler
 from .errors import MdeblurError
 
 STATE_FILE = "state.pt"

@@ -151,8 +151,8 @@ def train(
             if dataset == "builtin":
                 cfg.data = None
             if epochs is not None:
-                from .datasets import load_sources
-                from .train import iters_per_epoch, split_sources
+                from .data.train import load_sources, split_sources
+                from .train import iters_per_epoch
 
                 train_src, _ = split_sources(load_sources(cfg.data, cfg.scale)[0], cfg.scale)
                 cfg.iters = epochs * iters_per_epoch(train_src, cfg)
@@ -264,12 +264,11 @@ def benchmark(
     import json
 
     from rich.progress import Progress
-    from rich.table import Table
 
     from . import benchmark as bm
-    from .datasets import load_eval_set
+    from . import figures
+    from .data.eval import load_eval_set
     from .device import resolve_device
-    from .models import SelfEnsemble
     from .paths import check_new_file
     from .weights import load_model
 
@@ -278,19 +277,19 @@ def benchmark(
             raise MdeblurError(f"{option} {value}: must be 1 or more")
     if not (sigma > 0 and sigma < 1e3):
         raise MdeblurError(f"--sigma {sigma:g}: a blur sigma in low-res pixels must be positive")
-    for option, value in (("--json", json_out), ("--csv", csv_out), ("--markdown", markdown), ("--figure", figure),
-                          ("--plot-params", plot_params)):
+    outputs = {"--json": json_out, "--csv": csv_out, "--markdown": markdown, "--figure": figure,
+               "--plot-params": plot_params}
+    for option, value in outputs.items():
         check_new_file(value, overwrite, option)
     if plot_params is not None:
-        from .figures import require_matplotlib
-
-        require_matplotlib()  # before any output is written
+        figures.require_matplotlib()  # before any output is written
     if robustness and input_depth is not None:
         raise MdeblurError("--robustness runs every input condition; drop --input-depth")
-    input_depth = input_depth or "8"
-    if input_depth not in bm.INPUT_CONDITIONS:
-        raise MdeblurError(f"--input-depth {input_depth}: use one of {', '.join(bm.INPUT_CONDITIONS)}")
-    conditions = [bm.INPUT_CONDITIONS[c] for c in (bm.ROBUSTNESS if robustness else (input_depth,))]
+    spec = bm.Spec(methods=[m.strip() for m in methods.split(",") if m.strip()],
+                   weights={"unet-sr": unet_weights, "mdeblurgan": weights, "mdeblurgan-no-oa": no_oa_weights},
+                   conditions=list(bm.ROBUSTNESS) if robustness else [input_depth or "8"], psf=psf,
+                   rl_iters=rl_iters, y_channel=y_channel, self_ensemble=self_ensemble,
+                   keep=figure_images if figure else 0)
     dev = resolve_device(device)
     evalset = load_eval_set(dataset, data_root, sigma, 2, limit)
     if evalset.stand_in:
@@ -298,82 +297,25 @@ def benchmark(
     if trust:
         _benchmark_trust(evalset, dataset, load_model(weights, dev), json_out, markdown)
         return
-    inputs = {c.name: bm.prepare_inputs(evalset.pairs, c) for c in conditions}
-    first = inputs[conditions[0].name]
-    fixed_psf = bm.parse_psf(psf) if psf else None
-    rl_psf = {"source": "--psf", "psf": psf} if psf else None
-    chosen = [m.strip() for m in methods.split(",") if m.strip()]
-    learned = {"unet-sr": unet_weights, "mdeblurgan": weights, "mdeblurgan-no-oa": no_oa_weights}
-    runs = []
-    for name in chosen:
-        if name == "bicubic":
-            runs.append(bm.bicubic_method(2))
-        elif name == "rl-sr":
-            if fixed_psf is None and any(p.psf is None for p in evalset.pairs):
-                n = min(len(evalset.pairs), bm.PSF_SEARCH_IMAGES)
-                console.print(f"rl-sr: the data carry no PSF; searching {len(bm.PSF_GRID)} candidates on "
-                              f"{n} image(s) by PSNR against the ground truth (a tuned baseline; --psf sets one)")
-                spec, grid = bm.search_psf(first, 2, rl_iters)
-                fixed_psf = bm.parse_psf(spec)
-                rl_psf = {"source": f"grid search, best mean PSNR on {n} image(s)", "psf": spec, "grid": grid}
-                console.print("  " + ", ".join(f"{g['psf']} {g['psnr']:.2f}" for g in grid) + f" -> {spec}")
-            elif fixed_psf is None:
-                rl_psf = {"source": "dataset", "psf": "each pair's known PSF"}
-            runs.append(bm.rl_method(2, rl_iters, fixed_psf))
-        elif name in learned:
-            model = load_model(learned[name], dev)
-            if self_ensemble:
-                name, model = name + "+", SelfEnsemble(model).eval()
-            runs.append(bm.model_method(name, model, dev))
-        else:
-            raise MdeblurError(f"--methods: unknown method {name!r}")
-    reps = []
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("benchmark", total=len(runs) * len(evalset.pairs) * len(conditions))
-        for cond in conditions:
-            results, kept = bm.run_benchmark(inputs[cond.name], runs, 2, y_channel,
-                                             on_step=lambda: progress.advance(task),
-                                             keep=figure_images if figure and cond is conditions[0] else 0)
-            reps.append(bm.report(evalset, results, 2, rl_psf if "rl-sr" in chosen else None, cond))
-            if cond is conditions[0]:
-                first_kept = kept
+        task = progress.add_task("benchmark", total=len(spec.methods) * len(evalset.pairs) * len(spec.conditions))
+        result = bm.run(spec, evalset, dev, say=console.print, on_step=lambda: progress.advance(task))
     if robustness:
-        _print_robustness(reps, json_out, markdown)
+        _print_robustness(result.reports, json_out, markdown)
         return
-    rep, kept = reps[0], first_kept
-    results = rep["results"]
-    table = Table(title=bm.header_line(rep), title_justify="left")
-    for col in ("method", "PSNR (dB)", "SSIM", *(("PSNR-Y", "SSIM-Y") if y_channel else ()), "params", "s/Mpix",
-                "paper FIRE", "paper PINE CONES"):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for r in results:
-        paper = bm.PAPER_TABLE1.get(r["method"], {})
-        cells = [r["method"], f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}", f"{r['ssim']:.4f} ± {r['ssim_std']:.4f}"]
-        if y_channel:
-            cells += [f"{r['psnr_y']:.2f}", f"{r['ssim_y']:.4f}"]
-        cells += [f"{r['params']:,}" if r["params"] else "-", f"{r['seconds_per_mpix']:.2f}"]
-        cells += [f"{paper[k][0]:.2f} / {paper[k][1]:.4f}" if k in paper else "-" for k in ("FIRE", "PINE CONES")]
-        table.add_row(*cells)
-    Console().print(table)
+    rep = result.reports[0]
+    Console().print(bm.render(rep, y_channel))
     console.print("paper columns: the paper's Table 1, on its own data and protocol; not comparable number for number.")
     for path, text in ((json_out, json.dumps(rep, indent=2)), (csv_out, bm.to_csv(rep)),
                        (markdown, bm.to_markdown(rep))):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text if text.endswith("\n") else text + "\n")
-    from . import figures
-
     if figure is not None:
-        items = []
-        for p in evalset.pairs[:figure_images]:
-            psnrs = {r["method"]: r["per_image"][p.name]["psnr"] for r in results}
-            items.append({"name": f"{p.name} ({'stand-in' if evalset.stand_in else 'real'})",
-                          "input": figures.preview_input(p.lr, 2), "outputs": kept[p.name],
-                          "truth": p.hr.permute(1, 2, 0).numpy(), "psnr": psnrs})
-        figures.comparison_figure(items, figure)
+        figures.benchmark_figure(evalset, rep["results"], result.kept, figure_images, figure)
         console.print(f"figure: {figure}", markup=False, highlight=False)
     if plot_params is not None:
-        figures.params_plot(results, bm.header_line(rep)[:90], plot_params)
+        figures.params_plot(rep["results"], bm.header_line(rep)[:90], plot_params)
         console.print(f"plot: {plot_params}", markup=False, highlight=False)
 
 
@@ -454,7 +396,7 @@ def datasets_list(
     """Show each named dataset: real data found or stand-in, where, and how many images."""
     from rich.table import Table
 
-    from .datasets import data_roots, list_datasets
+    from .data.eval import data_roots, list_datasets
 
     table = Table(title="searched: " + ", ".join(str(r) for r in data_roots(data_root)), title_justify="left")
     for col in ("dataset", "data", "where", "images"):
@@ -503,7 +445,7 @@ def simulate(
 
     from rich.markup import escape
 
-    from .datasets import TRAIN_SEED_LIMIT, read_rgb
+    from .data import TRAIN_SEED_LIMIT, read_rgb
     from .io import list_images
     from .specimens import SPECIMENS
 

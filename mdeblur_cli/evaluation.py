@@ -58,3 +58,13 @@ def evaluate(
             if on_step is not None:
                 on_step()
     return out
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, pairs: list, device: torch.device, border: int) -> tuple[float, float]:
+    """Mean PSNR and SSIM of a network over pairs (training's validation, benchmarks/held_out.py)."""
+    was_training = model.training
+    model.eval()
+    rows = evaluate(lambda p: model(p.lr[None].to(device))[0][0].float().cpu(), pairs, border, truth=lambda p: p.hr)
+    model.train(was_training)
+    return sum(r.psnr for r in rows) / len(rows), sum(r.ssim for r in rows) / len(rows)

@@ -156,3 +156,14 @@ def training_curve(runs: dict[str, list[dict]], path: Path, width: int = 640, he
     from .io import write_image
 
     write_image(path, img[..., ::-1].copy())
+
+
+def benchmark_figure(evalset, results: list[dict], kept: dict, count: int, path: Path) -> None:
+    """`mdeblur benchmark --figure`: the first `count` images, each method's kept output and its PSNR."""
+    items = []
+    for p in evalset.pairs[:count]:
+        psnrs = {r["method"]: r["per_image"][p.name]["psnr"] for r in results}
+        items.append({"name": f"{p.name} ({'stand-in' if evalset.stand_in else 'real'})",
+                      "input": preview_input(p.lr, 2), "outputs": kept[p.name],
+                      "truth": p.hr.permute(1, 2, 0).numpy(), "psnr": psnrs})
+    comparison_figure(items, path)

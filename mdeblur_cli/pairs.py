@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .datasets import read_rgb
+from .data import read_rgb
 from .errors import MdeblurError
 from .io import from_float, match_stems, write_image
 from .paths import check_output_folder

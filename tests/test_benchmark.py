@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from mdeblur_cli.benchmark import bicubic_method, model_method, parse_psf, rl_method, run_benchmark
 from mdeblur_cli.cli import app
-from mdeblur_cli.datasets import load_eval_set
+from mdeblur_cli.data.eval import load_eval_set
 from mdeblur_cli.errors import MdeblurError
 from mdeblur_cli.figures import pick_regions
 
@@ -47,7 +47,8 @@ def test_psf_specs(tmp_path):
 
 
 def test_cli_rl_without_a_known_psf_searches_a_grid_and_says_so(tmp_path):
-    from mdeblur_cli.datasets import centre_crop, fire_pairs, skimage_image
+    from mdeblur_cli.data import skimage_image
+    from mdeblur_cli.data.eval import centre_crop, fire_pairs
     from mdeblur_cli.io import write_image
 
     # A paired folder (no PSF recorded) made with the FIRE protocol, Gaussian sigma 1.5 LR px.

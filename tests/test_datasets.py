@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from mdeblur_cli.datasets import RESERVED, TRAIN_SOURCES, list_datasets, load_eval_set
+from mdeblur_cli.data import RESERVED
+from mdeblur_cli.data.eval import list_datasets, load_eval_set
+from mdeblur_cli.data.train import TRAIN_SOURCES
 from mdeblur_cli.errors import MdeblurError
 from mdeblur_cli.io import write_image
 
@@ -49,7 +51,7 @@ def test_microscope_patch_equals_the_whole_field_simulation():
     """The margin around a simulated patch hides the crop's edge: the patch is the full simulation's region."""
     import torch
 
-    from mdeblur_cli.datasets import MICRO_MARGIN, MicroscopePatches
+    from mdeblur_cli.data.train import MICRO_MARGIN, MicroscopePatches
     from mdeblur_cli.simulate import simulate_pair
 
     mp = MicroscopePatches(seeds=[7], size=200, peak_range=None)
@@ -80,21 +82,24 @@ def test_microscope_patch_equals_the_whole_field_simulation():
 def test_sampler_microscope_share_is_seeded_and_off_by_default():
     import torch
 
-    from mdeblur_cli.datasets import PatchSampler, skimage_image, to_tensor
+    from mdeblur_cli.data import Pair, skimage_image, to_tensor
+    from mdeblur_cli.data.train import PatchSampler
     from mdeblur_cli.degrade import DegradationSpec
 
-    src = [to_tensor(skimage_image("camera")[:200, :200])]
+    src = [Pair(name="camera", hr=to_tensor(skimage_image("camera")[:200, :200]))]
     a = PatchSampler(src, 24, DegradationSpec(), seed=1, microscope_prob=0.5).batch(4)
     b = PatchSampler(src, 24, DegradationSpec(), seed=1, microscope_prob=0.5).batch(4)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert PatchSampler(src, 24, DegradationSpec(), seed=1).microscope is None
     with pytest.raises(MdeblurError, match="scale 2"):
-        PatchSampler([to_tensor(skimage_image("camera"))], 24, DegradationSpec(scale=4), seed=1, microscope_prob=0.5)
+        PatchSampler([Pair(name="camera", hr=to_tensor(skimage_image("camera")))], 24, DegradationSpec(scale=4), seed=1, microscope_prob=0.5)
 
 
 def test_microscope_validation_uses_held_out_seeds():
-    from mdeblur_cli.datasets import MICRO_POOL, MICRO_VAL_SEED, PINECONE_SEED0, TRAIN_SEED_LIMIT, microscope_validation
+    from mdeblur_cli.data import TRAIN_SEED_LIMIT
+    from mdeblur_cli.data.eval import PINECONE_SEED0
+    from mdeblur_cli.data.train import MICRO_POOL, MICRO_VAL_SEED, microscope_validation
 
     assert MICRO_POOL <= MICRO_VAL_SEED < TRAIN_SEED_LIMIT <= PINECONE_SEED0
     pairs = microscope_validation(count=2, size=96)
-    assert len(pairs) == 2 and pairs[0][1].shape[-1] == 2 * pairs[0][0].shape[-1]
+    assert len(pairs) == 2 and pairs[0].hr.shape[-1] == 2 * pairs[0].lr.shape[-1]

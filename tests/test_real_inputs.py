@@ -43,7 +43,7 @@ def test_a_flat_poisson_field_stays_flat(shipped):
 
 
 def test_a_12_bit_camera_image_keeps_its_offset_and_range(shipped):
-    from mdeblur_cli.datasets import skimage_image, to_tensor
+    from mdeblur_cli.data import skimage_image, to_tensor
     from mdeblur_cli.degrade import fire_protocol
 
     scene = to_tensor(skimage_image("camera")[100:292, 100:292])
