@@ -79,99 +79,80 @@ def main(
     warnings.showwarning = _show_warning
 
 
-@app.command(epilog="Examples:\n\n  mdeblur train dataset/ --iters 2000 --out runs/mine\n\n  mdeblur train builtin --model unet-sr --threads 1\n\n  mdeblur train dataset/ --loss-balance auto --adversarial-weight 1e-3 --adv-start 1000 --vgg19-weights vgg19-dcbb9e9d.pth\n\n  mdeblur train --resume runs/mine\n\n  mdeblur train --compare runs/a runs/b\n\n  torchrun --nproc_per_node=2 -m mdeblur_cli train dataset/ --out runs/ddp")
+@app.command(epilog="Examples:\n\n  mdeblur train dataset/ --iters 2000 --out runs/mine\n\n  mdeblur train builtin --model unet-sr --threads 1\n\n  mdeblur train dataset/ --loss-balance auto --adversarial-weight 1e-3 --adv-start 1000 --vgg19-weights vgg19-dcbb9e9d.pth\n\n  mdeblur train --resume runs/mine\n\n  torchrun --nproc_per_node=2 -m mdeblur_cli train dataset/ --out runs/ddp")
 def train(
     dataset: Annotated[str | None, typer.Argument(help="Folder of HR images, a paired folder with lr/ and hr/, or 'builtin'.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file; options given here override it.")] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the default config as TOML and exit.")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory from its state.pt (with --iters N: extend it to N iterations).")] = None,
-    compare: Annotated[list[Path] | None, typer.Option(help="Plot validation PSNR of these runs into --out/training_curve.png.")] = None,
-    model: Annotated[str | None, typer.Option(help="mdeblurgan or unet-sr. [default: mdeblurgan]")] = None,
-    preset: Annotated[str | None, typer.Option(help="Network size: small (CPU) or paper (GPU). [default: small]")] = None,
     no_oa: Annotated[bool, typer.Option("--no-oa", help="Ablation: mdeblurgan without the optimal approximation module.")] = False,
-    iters: Annotated[int | None, typer.Option(help="Training iterations. [default: 6000]")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Alternative to --iters: one epoch shows about as many HR pixels as the data holds.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Patches per iteration and process. [default: 8]")] = None,
-    patch: Annotated[int | None, typer.Option(help="Low-res patch side in pixels. [default: 48]")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate before the decay. [default: 2e-4]")] = None,
-    ssim_weight: Annotated[float | None, typer.Option(help="beta, weight of (1 - SSIM). [default: 0.01]")] = None,
-    perceptual_weight: Annotated[float | None, typer.Option(help="alpha, weight of the VGG19 perceptual loss. [default: 0]")] = None,
-    adversarial_weight: Annotated[float | None, typer.Option(help="gamma, weight of the adversarial loss. [default: 0]")] = None,
-    adv_start: Annotated[int | None, typer.Option(help="Iteration at which the adversarial term starts. [default: 0]")] = None,
-    loss_balance: Annotated[str | None, typer.Option(help="fixed, or auto: alpha and beta from the first batches. [default: fixed]")] = None,
-    vgg19_weights: Annotated[str | None, typer.Option(help="torchvision's vgg19-dcbb9e9d.pth (or safetensors); else torch's hub cache.")] = None,
-    pixel_loss: Annotated[str | None, typer.Option(help="mse (the paper's), or log-mse: per-patch log(1 + MSE/1e-6), which optimises mean PSNR. [default: mse]")] = None,
-    microscope_prob: Annotated[float | None, typer.Option(help="Share of patches simulated through the x5-defocus/x10 optics (procedural specimens). [default: 0]")] = None,
-    ema: Annotated[float | None, typer.Option(help="EMA decay of the generator, e.g. 0.999; 0 = off. [default: 0]")] = None,
-    val_every: Annotated[int | None, typer.Option(help="Validate and save weights every N iterations. [default: 250]")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Write state.pt every N iterations. [default: 250]")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [default: auto]")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32, or bf16/fp16 autocast on CUDA. [default: fp32]")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
-    init: Annotated[str | None, typer.Option(help="Fine-tune: start from these weights (shipped name or path).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory for weights and logs. [default: runs/train]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Start afresh in an --out that already holds a run, replacing it.")] = False,
+    **options,
 ) -> None:
-    """Train M-Deblurgan (or the U-Net + SR baseline) on your own images; resumable, multi-GPU with torchrun."""
-    from .train import TrainConfig, check_run_folder, config_from_toml, config_to_toml, read_metrics
+    """Train M-Deblurgan (or the U-Net + SR baseline) on your own images; resumable, multi-GPU with torchrun.
+
+    Every other option is a field of the training config (config.TrainConfig), with its default there."""
+    from .train import TrainConfig, check_run_folder, config_from_toml, config_to_toml
     from .train import train as run_training
 
     if print_config:
         print(config_to_toml(TrainConfig()), end="")
         return
+    if resume is not None:
+        if not (resume / "config.toml").is_file():
+            raise MdeblurError(f"{resume}: not a run directory (no config.toml)")
+        cfg = config_from_toml(resume / "config.toml", {"out": str(resume), "device": options["device"],
+                                                        "threads": options["threads"], "iters": options["iters"]})
+    else:
+        if dataset is None:
+            raise MdeblurError("train needs DATASET (a folder, or 'builtin'), --resume RUN_DIR or --print-config")
+        if options["epochs"] is not None and options["iters"] is not None:
+            raise MdeblurError("give --iters or --epochs, not both")
+        data = None if dataset == "builtin" else str(Path(dataset).resolve())
+        overrides = {**options, "data": data, "use_oa": False if no_oa else None}
+        cfg = (config_from_toml(config, overrides) if config else
+               TrainConfig(**{k: v for k, v in overrides.items() if v is not None}))
+        if dataset == "builtin":
+            cfg.data = None
+        init, model = options["init"], options["model"]
+        if init is not None and model is not None:
+            from .weights import read_metadata
+
+            arch = read_metadata(init)["arch"]
+            if arch != model:
+                raise MdeblurError(f"--init {init} holds {arch} weights but --model says {model}; drop --model "
+                                   "(fine-tuning keeps the architecture of --init)")
+        check_run_folder(Path(cfg.out), cfg.data, overwrite)
     try:
-        if compare:
-            from .figures import training_curve
-
-            target = (out or Path("runs")) / "training_curve.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            training_curve({str(r): read_metrics(r) for r in compare}, target)
-            console.print(f"wrote {target}", markup=False, highlight=False)
-            return
-        if resume is not None:
-            if not (resume / "config.toml").is_file():
-                raise MdeblurError(f"{resume}: not a run directory (no config.toml)")
-            cfg = config_from_toml(resume / "config.toml", {"out": str(resume), "device": device, "threads": threads,
-                                                            "iters": iters})
-        else:
-            if dataset is None:
-                raise MdeblurError("train needs DATASET (a folder, or 'builtin'), --resume RUN_DIR or --print-config")
-            overrides = {
-                "data": None if dataset == "builtin" else str(Path(dataset).resolve()), "model": model, "preset": preset,
-                "use_oa": False if no_oa else None, "iters": iters, "batch_size": batch_size, "patch": patch,
-                "learning_rate": learning_rate, "ssim_weight": ssim_weight, "perceptual_weight": perceptual_weight,
-                "adversarial_weight": adversarial_weight, "adv_start": adv_start, "loss_balance": loss_balance,
-                "vgg19_weights": vgg19_weights, "pixel_loss": pixel_loss, "microscope_prob": microscope_prob, "ema": ema, "val_every": val_every,
-                "checkpoint_every": checkpoint_every, "device": device, "precision": precision, "threads": threads,
-                "seed": seed, "init": init, "out": str(out) if out else None,
-            }
-            cfg = config_from_toml(config, overrides) if config else TrainConfig(
-                **{k: v for k, v in overrides.items() if v is not None})
-            if dataset == "builtin":
-                cfg.data = None
-            if epochs is not None:
-                from .data.train import load_sources, split_sources
-                from .train import iters_per_epoch
-
-                train_src, _ = split_sources(load_sources(cfg.data, cfg.scale)[0], cfg.scale)
-                cfg.iters = epochs * iters_per_epoch(train_src, cfg)
-            if epochs is not None and epochs < 1:
-                raise MdeblurError(f"--epochs {epochs}: must be 1 or more")
-            if epochs is not None and iters is not None:
-                raise MdeblurError("give --iters or --epochs, not both")
-            if init is not None and model is not None:
-                from .weights import read_metadata
-
-                arch = read_metadata(init)["arch"]
-                if arch != model:
-                    raise MdeblurError(f"--init {init} holds {arch} weights but --model says {model}; drop --model "
-                                       "(fine-tuning keeps the architecture of --init)")
-            check_run_folder(Path(cfg.out), cfg.data, overwrite)
         run_training(cfg, console=console, resume=resume is not None)
     except KeyboardInterrupt as exc:
         console.print(f"[yellow]interrupted:[/yellow] {exc}. Resume with: mdeblur train --resume {cfg.out}")
         raise typer.Exit(getattr(exc, "exit_code", 130)) from None
+
+
+def _config_options(command) -> None:
+    """Give `command` one --option per config.OPTION_HELP field: its type from TrainConfig (None: not given),
+    its help with the dataclass's default, so neither is written twice."""
+    import inspect
+    import typing
+
+    from .config import OPTION_HELP, TrainConfig
+
+    hints, defaults = typing.get_type_hints(TrainConfig), TrainConfig()
+    fixed = [q for q in inspect.signature(command, eval_str=True).parameters.values() if q.kind != q.VAR_KEYWORD]
+    added = []
+    for name, text in OPTION_HELP.items():
+        base = next(t for t in (*typing.get_args(hints[name]), hints[name]) if t is not type(None))
+        default = getattr(defaults, name)
+        option = typer.Option(help=text + (f" \\[default: {default}]" if default is not None else ""))  # \\[: not markup
+        added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                       annotation=Annotated[base | None, option]))
+    params = [q.replace(kind=inspect.Parameter.KEYWORD_ONLY) for q in fixed[1:]]
+    command.__signature__ = inspect.Signature([fixed[0], *params, *added], return_annotation=None)
+    command.__annotations__ = {q.name: q.annotation for q in command.__signature__.parameters.values()}
+
+
+_config_options(train)
 
 
 @app.command(epilog="Examples:\n\n  mdeblur restore in.tif -o out.png\n\n  mdeblur restore cells.ome.tif --out-dir restored/          # -> restored/cells_x2.ome.tif, pixel size halved\n\n  mdeblur restore scans/ --recursive --out-dir restored/ --skip-existing\n\n  mdeblur restore stack.tif -o out.tif --axes ZYX --channels independent\n\n  mdeblur restore 'slides/*.png' --out-dir out/ --weights unet-sr-x2 --device cuda --precision bf16\n\n  mdeblur restore folder/ --out-dir r/ --trust --report r/report.json")
@@ -188,18 +169,18 @@ def restore(
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists: resumes an interrupted batch.")] = False,
     axes: Annotated[str | None, typer.Option(help="Override the file's axes: YX, CYX, YXC, ZYX, TZCYX, YXS (samples)... Only Y and X are restored; the rest are iterated.")] = None,
-    max_pixels: Annotated[int | None, typer.Option(help="Refuse images of more pixels than this (every plane counted, channels not), read from the header before decoding. [default: what this machine's memory can restore, ~200 bytes per pixel]")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Refuse images of more pixels than this (every plane counted, channels not), read from the header before decoding. \\[default: what this machine's memory can restore, ~200 bytes per pixel]")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of unexpected errors instead of a one-line report.")] = False,
     channels: Annotated[str, typer.Option(help="auto (rgb for 8-bit images declared RGB: PNG/JPEG colour, TIFF photometric RGB; else independent), rgb (colour mixed: brightfield, histology) or independent (each channel alone: fluorescence).")] = "auto",
     self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Average over the 8 flips/quarter turns: 8x slower; measured +0.3 dB for the shipped model.")] = False,
     normalize: Annotated[str, typer.Option(help="Intensity mapping before the network, undone after: auto (8-bit: range; 16-bit and float: percentile), percentile, range or none.")] = "auto",
-    percentiles: Annotated[str | None, typer.Option(help="LO,HI percentiles for --normalize percentile. [default: the model's own, 0.1,99.9]")] = None,
+    percentiles: Annotated[str | None, typer.Option(help="LO,HI percentiles for --normalize percentile. \\[default: the model's own, 0.1,99.9]")] = None,
     trust: Annotated[bool, typer.Option("--trust", help="Also write NAME_trust.tif: the predicted error (standard deviation, output units) of every pixel, and say per image whether it is suspect of invented detail. About 10x the restore's time.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write a JSON report: one record per input (output, error, and with --trust the map and its summary).")] = None,
     fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="With --trust: exit 3 if any image is suspect (for pipelines).")] = False,
     cluster: Annotated[str | None, typer.Option(help="Run on Dask: 'local' (a LocalCluster on this machine) or a scheduler address such as tcp://head:8786. One task per file; one huge gray plane to .ome.zarr is spread over the workers. Needs the distributed extra.")] = None,
-    workers: Annotated[int | None, typer.Option(help="--cluster local: worker processes. [default: cores / threads]")] = None,
-    threads_per_worker: Annotated[int | None, typer.Option(help="--cluster local: threads per worker. [default: 1]")] = None,
+    workers: Annotated[int | None, typer.Option(help="--cluster local: worker processes. \\[default: cores / threads]")] = None,
+    threads_per_worker: Annotated[int | None, typer.Option(help="--cluster local: threads per worker. \\[default: 1]")] = None,
 ) -> None:
     """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
     from .files import RestoreJob, restore_files
@@ -255,7 +236,7 @@ def benchmark(
     figure_images: Annotated[int, typer.Option(help="Images in the comparison figure.")] = 2,
     plot_params: Annotated[Path | None, typer.Option(help="Write PSNR vs parameters (PNG; needs matplotlib).")] = None,
     self_ensemble: Annotated[bool, typer.Option("--self-ensemble", help="Learned methods average over the 8 flips/quarter turns (named NAME+, as EDSR+).")] = False,
-    input_depth: Annotated[str | None, typer.Option(help="The low-res input as a user's file: 8, 16 or float (also jpeg90, poisson1000, dim12); normalised as restore does. [default: 8]")] = None,
+    input_depth: Annotated[str | None, typer.Option(help="The low-res input as a user's file: 8, 16 or float (also jpeg90, poisson1000, dim12); normalised as restore does. \\[default: 8]")] = None,
     robustness: Annotated[bool, typer.Option("--robustness", help="Run every method under float, 16-bit, 8-bit, JPEG q90, Poisson 1000 photons and dim 12-bit input; one table.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing --json/--csv/--markdown/--figure/--plot-params files.")] = False,
     trust: Annotated[bool, typer.Option("--trust", help="Instead of PSNR/SSIM: does the trust map of --weights predict the error? Ranking against the gradient baseline, coverage, and detection of a planted hallucinating model, at 8-bit, JPEG q90 and Poisson input.")] = False,
@@ -369,7 +350,7 @@ def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write: .onnx, .pt, or .zip (bioimageio).")],
     weights: Annotated[str, typer.Option(help="Shipped model name or .safetensors path.")] = "mdeblurgan-x2",
     fmt: Annotated[str | None, typer.Option("--format", help="onnx (needs the onnx extra), torchscript, or bioimageio (a BioImage Model Zoo "
-                                                          "package: rdf.yaml, ONNX and TorchScript weights, test tensors, card). [default: from the file name]")] = None,
+                                                          "package: rdf.yaml, ONNX and TorchScript weights, test tensors, card). \\[default: from the file name]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Export the generator for other runtimes (dynamic height and width on the network's grid; normalised input)."""
@@ -383,6 +364,28 @@ def export(
                   f"{' (the package declares this preprocessing)' if info['format'] == 'bioimageio' else ''}; "
                   "output in the same normalised units: map it back with the input's percentiles)",
                   markup=False, highlight=False, soft_wrap=True)
+
+
+runs_app = typer.Typer(help="Training runs: compare their validation curves.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("compare", epilog="Example:\n\n  mdeblur runs compare runs/a runs/b -o curves.png")
+def runs_compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (each with its metrics.csv).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The PNG to write.")] = Path("runs/training_curve.png"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output.")] = False,
+) -> None:
+    """Plot the validation PSNR of training runs against their iterations, one curve per run."""
+    from .figures import training_curve
+    from .paths import check_new_file
+    from .runlog import read_metrics
+
+    check_new_file(output, overwrite, "--output")
+    curves = {str(r): read_metrics(r) for r in runs}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    training_curve(curves, output)
+    console.print(f"wrote {output}", markup=False, highlight=False)
 
 
 datasets_app = typer.Typer(help="Named datasets: what is found where.", no_args_is_help=True)

@@ -24,6 +24,7 @@ class TrainConfig:
     use_oa: bool = True
     scale: int = 2
     iters: int = 6000
+    epochs: int | None = None  # alternative to iters, resolved by train.setup once the data are loaded
     batch_size: int = 8
     patch: int = 48  # low-res patch side
     learning_rate: float = 2e-4
@@ -71,6 +72,8 @@ class TrainConfig:
                                    f">= {low}")
         if self.patch % 8:
             raise MdeblurError(f"--patch {self.patch}: must be a multiple of 8 (the network's stride)")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise MdeblurError(f"--epochs {self.epochs}: must be 1 or more")
         if self.threads is not None and self.threads < 1:
             raise MdeblurError(f"--threads {self.threads}: must be 1 or more")
         if not (0 < self.learning_rate < 1 and 0 <= self.final_learning_rate <= self.learning_rate):
@@ -87,6 +90,35 @@ class TrainConfig:
             raise MdeblurError(f"--adv-start {self.adv_start}: must be 0 or more")
         if not 0 <= self.seed < 2**31:
             raise MdeblurError(f"--seed {self.seed}: use 0 to 2^31 - 1")
+
+
+# The fields `mdeblur train` offers as options, with their help; the default each shows is the dataclass's own.
+OPTION_HELP = {
+    "model": "mdeblurgan or unet-sr.",
+    "preset": "Network size: tiny (tests), small (CPU) or paper (GPU).",
+    "iters": "Training iterations.",
+    "epochs": "Alternative to --iters: one epoch shows about as many HR pixels as the data holds.",
+    "batch_size": "Patches per iteration and process.",
+    "patch": "Low-res patch side in pixels (a multiple of 8).",
+    "learning_rate": "Adam learning rate before the decay.",
+    "ssim_weight": "beta, weight of (1 - SSIM).",
+    "perceptual_weight": "alpha, weight of the VGG19 perceptual loss.",
+    "adversarial_weight": "gamma, weight of the adversarial loss.",
+    "adv_start": "Iteration at which the adversarial term starts.",
+    "loss_balance": "fixed, or auto: alpha and beta from the first batches.",
+    "vgg19_weights": "torchvision's vgg19-dcbb9e9d.pth (or safetensors); else torch's hub cache.",
+    "pixel_loss": "mse (the paper's), or log-mse: per-patch log(1 + MSE/1e-6), which optimises mean PSNR.",
+    "microscope_prob": "Share of patches simulated through the x5-defocus/x10 optics (procedural specimens).",
+    "ema": "EMA decay of the generator, e.g. 0.999; 0 = off.",
+    "val_every": "Validate and save weights every N iterations.",
+    "checkpoint_every": "Write state.pt every N iterations.",
+    "device": "auto, cpu, cuda, cuda:N or mps.",
+    "precision": "fp32, or bf16/fp16 autocast on CUDA.",
+    "threads": "CPU threads for torch.",
+    "seed": "Random seed.",
+    "init": "Fine-tune: start from these weights (shipped name or path).",
+    "out": "Run directory for weights and logs.",
+}
 
 
 RUN_FILES = ("state.pt", "best.safetensors", "last.safetensors", "metrics.csv", "config.toml")

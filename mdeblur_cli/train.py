@@ -167,6 +167,8 @@ def setup(cfg: TrainConfig, console=None) -> Run:
         model = model.to(memory_format=torch.channels_last)
     sources, data_desc = load_sources(cfg.data, cfg.scale)
     train_src, val_src = split_sources(sources, cfg.scale)
+    if cfg.epochs is not None:  # the data are loaded once, here
+        cfg = replace(cfg, iters=cfg.epochs * iters_per_epoch(train_src, cfg), epochs=None)
     shard = train_src[dinfo.rank :: dinfo.world] if len(train_src) >= dinfo.world else train_src
     sampler = PatchSampler(shard, cfg.patch, cfg.degradation, cfg.seed * 1009 + dinfo.rank, zoom_prob=cfg.zoom_prob,
                            soft_prob=cfg.soft_prob, microscope_prob=cfg.microscope_prob)

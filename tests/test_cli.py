@@ -82,16 +82,13 @@ def test_glob_and_bad_options(tmp_path, tiny_weights):
     assert res.exit_code == 2 and "nope.png" in res.output
 
 
-def test_train_cli_then_restore(tmp_path, monkeypatch):
-    import mdeblur_cli.train as t
-
-    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {"width": 4, "sr_width": 8, **kw})
+def test_train_cli_then_restore(tmp_path):
     data = tmp_path / "hr"
     data.mkdir()
     for i in range(2):
         _png(data / f"{i}.png", 96, 104)
     run = tmp_path / "run"
-    res = runner.invoke(app, ["train", str(data), "--model", "unet-sr", "--iters", "4", "--batch-size", "2",
+    res = runner.invoke(app, ["train", str(data), "--model", "unet-sr", "--preset", "tiny", "--iters", "4", "--batch-size", "2",
                               "--patch", "24", "--val-every", "2", "--device", "cpu", "--out", str(run)])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["restore", str(data / "0.png"), "-o", str(tmp_path / "r.png"),
@@ -111,16 +108,13 @@ def test_simulate_explain_and_datasets_list(tmp_path):
     assert res.exit_code == 0 and "STAND-IN" in res.stdout and "pinecones" in res.stdout
 
 
-def test_simulated_dataset_trains(tmp_path, monkeypatch):
-    import mdeblur_cli.train as t
-
+def test_simulated_dataset_trains(tmp_path):
     sim = tmp_path / "sim"
     res = runner.invoke(app, ["simulate", "plant", str(sim), "--count", "2", "--size", "128", "--defocus", "30:40"])
     assert res.exit_code == 0, res.output
     assert len(list((sim / "lr").iterdir())) == 2 and len(list((sim / "meta").iterdir())) == 2
     assert read_image(sim / "hr" / "plant_000000.png").pages[0].shape == (128, 128, 3)
-    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {"width": 4, "sr_width": 8, **kw})
-    res = runner.invoke(app, ["train", str(sim), "--model", "unet-sr", "--iters", "2", "--batch-size", "2",
+    res = runner.invoke(app, ["train", str(sim), "--model", "unet-sr", "--preset", "tiny", "--iters", "2", "--batch-size", "2",
                               "--patch", "16", "--val-every", "2", "--device", "cpu", "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     assert "paired folder" in res.output and (tmp_path / "run" / "best.safetensors").exists()
@@ -200,3 +194,23 @@ def test_training_runs_are_not_replaced_and_resume_from_anywhere(tmp_path, hr_fo
     assert int(t.read_metrics(tmp_path / "run")[-1]["iter"]) == 4  # --iters extended the run
     res = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--iters", "3"])
     assert res.exit_code == 2 and "iteration 4" in " ".join(res.output.split())
+    curves = tmp_path / "curves.png"
+    res = runner.invoke(app, ["runs", "compare", str(tmp_path / "run"), str(tmp_path / "run"), "-o", str(curves)])
+    assert res.exit_code == 0 and read_image(curves).pages[0].ndim == 3
+    res = runner.invoke(app, ["runs", "compare", str(tmp_path / "run"), "-o", str(curves)])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    res = runner.invoke(app, ["runs", "compare", str(elsewhere), "-o", str(tmp_path / "none.png")])
+    assert res.exit_code == 2 and "no metrics.csv" in res.output and not (tmp_path / "none.png").exists()
+
+
+def test_train_options_come_from_the_config_with_its_defaults():
+    from mdeblur_cli.config import OPTION_HELP, TrainConfig
+
+    res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300", "TERMINAL_WIDTH": "300"})  # one line each
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0
+    for name in OPTION_HELP:
+        assert "--" + name.replace("_", "-") in text, name
+    default = TrainConfig()
+    for name in ("iters", "batch_size", "patch", "model", "learning_rate"):
+        assert f"[default: {getattr(default, name)}]" in text, name

@@ -20,7 +20,7 @@ def _hr_folder(root, n=3, size=96):
 
 def _tiny(tmp_path, data, **kw):
     return TrainConfig(data=str(data), iters=6, batch_size=2, patch=24, val_every=3, threads=1, device="cpu",
-                       preset="small", out=str(tmp_path / "run"), **kw)
+                       preset="tiny", out=str(tmp_path / "run"), **kw)
 
 
 def test_learning_rate_schedule_is_the_papers_shape():
@@ -30,11 +30,7 @@ def test_learning_rate_schedule_is_the_papers_shape():
     assert learning_rate_at(cfg, 200) == pytest.approx(1e-7)
 
 
-def test_train_on_hr_folder_writes_weights_and_logs(tmp_path, monkeypatch):
-    import mdeblur_cli.train as t
-
-    monkeypatch.setattr(t, "preset_config", lambda arch, preset, **kw: {
-        "width": 8, "max_width": 16, "fusion_width": 8, "sr_width": 8, "oa_width": 4, **kw})
+def test_train_on_hr_folder_writes_weights_and_logs(tmp_path):
     data = _hr_folder(tmp_path / "hr")
     best = train(_tiny(tmp_path, data))
     run = tmp_path / "run"
@@ -89,3 +85,32 @@ def test_log_mse_weights_patches_by_their_own_error():
 def test_unknown_pixel_loss_is_an_error(tmp_path):
     with pytest.raises(MdeblurError, match="^--pixel-loss l1: use mse or log-mse$"):  # no stray quote
         TrainConfig(pixel_loss="l1", out=str(tmp_path / "run"))
+
+
+def test_config_round_trips_through_toml(tmp_path):
+    from mdeblur_cli.config import config_from_toml, config_to_toml
+    from mdeblur_cli.degrade import DegradationSpec
+
+    cfg = TrainConfig(data="/data/x", model="unet-sr", preset="tiny", iters=123, epochs=4, learning_rate=3e-4,
+                      ema=0.99, pixel_loss="log-mse", vgg19_weights="v.pth", init="w.safetensors", threads=2,
+                      degradation=DegradationSpec(noise_prob=0.25, percentiles=(1.0, 99.0)))
+    path = tmp_path / "c.toml"
+    path.write_text(config_to_toml(cfg))
+    assert config_from_toml(path, {}) == cfg
+    assert config_from_toml(path, {"iters": 7, "seed": None}) == TrainConfig(**{**cfg.__dict__, "iters": 7})
+
+
+def test_epochs_load_the_data_once_and_set_the_iterations(tmp_path, monkeypatch):
+    import mdeblur_cli.train as t
+
+    calls = []
+    real = t.load_sources
+    monkeypatch.setattr(t, "load_sources", lambda *a: calls.append(a) or real(*a))
+    data = _hr_folder(tmp_path / "hr")
+    cfg = _tiny(tmp_path, data, epochs=1)
+    train(cfg)
+    sources, _ = real(str(data), 2)
+    want = t.iters_per_epoch(t.split_sources(sources, 2)[0], cfg)
+    assert len(calls) == 1 and want > 1
+    assert int(t.read_metrics(tmp_path / "run")[-1]["iter"]) == want
+    assert cfg.epochs == 1 and cfg.iters == 6  # the caller's config is not changed
