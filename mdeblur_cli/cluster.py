@@ -346,19 +346,19 @@ def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: 
     The windows, weights and normalisation are the in-process restore's, so the result equals it (to float
     rounding). Output chunks (CHUNK output px) are each written by one task."""
     from .normalize import choose
-    from .restore import BLEND, MIN_TILE, MULTIPLE, model_context, model_percentiles, windows
+    from .restore import BLEND, Grid, model_percentiles, windows
     from .stacks import Series, meta_only, zarr_create
     from .weights import load_model
 
     model = load_model(weights)
     arr = _Squeezed(open_plane(src))
     h, w = arr.shape
-    s, ctx = model.scale, model_context(model)
+    s, grid = model.scale, Grid.of(model)
+    ctx = grid.context
     pct = percentiles or model_percentiles(model)
     norm = choose(arr, normalize, pct)  # a strided sample, the same one the in-process restore takes
-    hp, wp = -(-h // MULTIPLE) * MULTIPLE, -(-w // MULTIPLE) * MULTIPLE
-    tile = max(MIN_TILE, tile // MULTIPLE * MULTIPLE)
-    wins = list(windows(hp, wp, tile, ctx)) if max(hp, wp) > tile + 2 * ctx + BLEND else None
+    hp, wp, tile = grid.up(h), grid.up(w), grid.tile(tile)
+    wins = list(windows(hp, wp, tile, grid)) if max(hp, wp) > tile + 2 * ctx + BLEND else None
     if wins is None:
         from .restore import Window
 

@@ -55,14 +55,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Every value checked here, so a config file and a resumed run are checked like the command line."""
-        from .models import PRESETS, UNET_PRESETS
+        from .models import ARCHS
 
-        choices = {"model": ("mdeblurgan", "unet-sr"), "loss_balance": ("fixed", "auto"),
+        choices = {"model": tuple(ARCHS), "loss_balance": ("fixed", "auto"),
                    "pixel_loss": ("mse", "log-mse"), "precision": ("fp32", "fp16", "bf16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: use {' or '.join(allowed)}")
-        presets = PRESETS if self.model == "mdeblurgan" else UNET_PRESETS
+        presets = ARCHS[self.model].presets
         if self.preset not in presets:
             raise MdeblurError(f"--preset {self.preset}: use {' or '.join(presets)}")
         at_least = {"scale": 2, "iters": 1, "batch_size": 1, "patch": 16, "val_every": 1, "checkpoint_every": 1}

@@ -17,7 +17,6 @@ from .normalize import DEFAULT_PERCENTILES, MODES, Normalization, choose, dtype_
 from .padding import edge_pad
 from .stacks import Series, check_axes, check_dtype
 
-MULTIPLE = 8  # tile origins on the network's downsampling grid
 MIN_TILE = 64
 DEFAULT_TILE = 320  # balanced windows of 256-512 px run within 4% of each other on CPU, a whole 1024^2 pass 13% slower
 
@@ -32,37 +31,54 @@ class Window:
     x1: int
 
 
-CONTEXT = 48  # low-res px of context read around each tile and discarded, for models that do not say theirs
+CONTEXT = 48  # low-res px of context read around each tile and discarded, for networks that do not say theirs
 BLEND = 16  # low-res px over which neighbouring tiles cross-fade
 
 
-def model_context(model: nn.Module) -> int:
-    """The context a model needs around each tile (its `context` attribute: the network's reach)."""
-    return getattr(model, "context", None) or CONTEXT
+@dataclass(frozen=True)
+class Grid:
+    """How a network is tiled, from its own declaration (see models/__init__.py): input sides and window
+    origins on multiples of `multiple` (its downsampling grid), and `context` low-res px read around each tile
+    and discarded (its reach)."""
+
+    multiple: int = 8
+    context: int = CONTEXT
+
+    @classmethod
+    def of(cls, net: nn.Module) -> Grid:
+        return cls(getattr(net, "multiple", 1), getattr(net, "context", None) or CONTEXT)
+
+    def up(self, n: int) -> int:
+        """n rounded up to the grid."""
+        return -(-n // self.multiple) * self.multiple
+
+    def tile(self, tile: int) -> int:
+        """A tile side on the grid, at least MIN_TILE."""
+        return max(MIN_TILE, tile // self.multiple * self.multiple)
 
 
-def _spans(size: int, tile: int, context: int) -> list[tuple[int, int]]:
+def _spans(size: int, tile: int, grid: Grid) -> list[tuple[int, int]]:
     """(start, end) of the windows along one side: as few as tiles of at most `tile` allow, all the same
     length, so that no window is mostly overlap (a fixed step would leave a last window that repeats most of
     its neighbour)."""
-    margin = 2 * context + BLEND
+    margin, m = 2 * grid.context + BLEND, grid.multiple
     if size <= tile + margin:
         return [(0, size)]
     n = -(-(size - margin) // tile)  # windows needed
-    step = -(-(size - margin) // n)
-    step = -(-step // MULTIPLE) * MULTIPLE  # origins on the network's grid
-    starts = [min(i * step, size - step - margin) // MULTIPLE * MULTIPLE for i in range(n)]
+    step = grid.up(-(-(size - margin) // n))  # origins on the network's grid
+    starts = [min(i * step, size - step - margin) // m * m for i in range(n)]
     return [(y0, min(size, y0 + step + margin)) for y0 in starts]
 
 
-def windows(h: int, w: int, tile: int, context: int = CONTEXT) -> Iterator[Window]:
-    """Overlapping windows covering an (h, w) image whose sides are multiples of MULTIPLE.
+def windows(h: int, w: int, tile: int, grid: Grid = Grid()) -> Iterator[Window]:
+    """Overlapping windows covering an (h, w) image whose sides are on the grid.
 
-    Each window is a tile of at most `tile` plus `context` on both sides plus the blend; consecutive windows
-    overlap by exactly the two contexts and the blend, so every output pixel is covered by weights that sum to one.
+    Each window is a tile of at most `tile` plus the grid's context on both sides plus the blend; consecutive
+    windows overlap by exactly the two contexts and the blend, so every output pixel is covered by weights that
+    sum to one.
     """
-    for y0, y1 in _spans(h, tile, context):
-        for x0, x1 in _spans(w, tile, context):
+    for y0, y1 in _spans(h, tile, grid):
+        for x0, x1 in _spans(w, tile, grid):
             yield Window(y0, y1, x0, x1)
 
 
@@ -122,12 +138,12 @@ def restore_tensor(
 ) -> None:
     """Restore an image given as a window reader into `out` (H*s, W*s, C), which may be a memmap.
 
-    `shape` is the (H, W, C) of the input, its sides already multiples of MULTIPLE. `batch`: windows per pass
+    `shape` is the (H, W, C) of the input, its sides already on the network's grid. `batch`: windows per pass
     (None: CUDA_BATCH on CUDA, 1 on CPU).
     """
     h, w, c = shape
-    s = model.scale
-    pad, blend = model_context(model), BLEND
+    s, grid = model.scale, Grid.of(model)
+    pad, blend = grid.context, BLEND
     if max(h, w) <= tile + 2 * pad + blend:
         x = to_device(read(Window(0, h, 0, w)).transpose(2, 0, 1)[None], device)
         out[...] = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
@@ -137,7 +153,7 @@ def restore_tensor(
     # torch for the accumulation: in place and on every intra-op thread (numpy's temporaries cost 8% at 1024^2)
     acc = torch.zeros(out.shape, dtype=torch.float32)
     total = torch.zeros(out.shape[:2], dtype=torch.float32)
-    wins = list(windows(h, w, tile, pad))
+    wins = list(windows(h, w, tile, grid))
     done = 0
     batch = batch or (CUDA_BATCH if device.type == "cuda" else 1)
     for group in batches(wins, batch):
@@ -155,11 +171,11 @@ def restore_tensor(
     out[...] = acc.div_(total[..., None]).numpy()
 
 
-def _pad_reflect(img: np.ndarray) -> np.ndarray:
-    """Pad (H, W, C) at the bottom/right to multiples of MULTIPLE, as the network would."""
+def _pad_reflect(img: np.ndarray, grid: Grid) -> np.ndarray:
+    """Pad (H, W, C) at the bottom/right onto the grid, as the network would."""
     h, w = img.shape[:2]
     t = torch.from_numpy(img.transpose(2, 0, 1).copy())[None]
-    ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
+    ph, pw = grid.up(h) - h, grid.up(w) - w
     t = edge_pad(t, 0, pw, 0, ph)
     return t[0].numpy().transpose(1, 2, 0)
 
@@ -176,9 +192,9 @@ def restore_float(
     dtype = resolve_precision(precision, device)
     model = model.to(device, memory_format=torch.channels_last)
     h, w = img.shape[:2]
-    s = model.scale
-    padded = _pad_reflect(img.astype(np.float32))
-    tile = max(MIN_TILE, tile // MULTIPLE * MULTIPLE)
+    s, grid = model.scale, Grid.of(model)
+    padded = _pad_reflect(img.astype(np.float32), grid)
+    tile = grid.tile(tile)
     while True:
         out = np.zeros((padded.shape[0] * s, padded.shape[1] * s, padded.shape[2]), np.float32)
         try:
@@ -189,7 +205,7 @@ def restore_float(
             if tile <= MIN_TILE:
                 raise
             torch.cuda.empty_cache()
-            tile = max(MIN_TILE, tile // 2 // MULTIPLE * MULTIPLE)
+            tile = grid.tile(tile // 2)
     out = out[: h * s, : w * s]
     return np.clip(out, 0, 1) if clip else out
 

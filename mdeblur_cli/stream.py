@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .normalize import Normalization, choose, dtype_range
-from .restore import BLEND, MULTIPLE, _forward, _spans, edge_weights, model_context, to_device
+from .restore import BLEND, Grid, _forward, _spans, edge_weights, to_device
 
 STREAM_MIN_PIXELS = 4096 * 4096  # larger gray or RGB TIFFs restored to TIFF stream
 OUT_TILE = 256  # output TIFF tile side
@@ -57,9 +57,9 @@ def stream_restore(
     Two fixed buffers of one window height hold the band being accumulated.
     """
     h, w = arr.shape[:2]
-    s, ctx = model.scale, model_context(model)
-    hp, wp = -(-h // MULTIPLE) * MULTIPLE, -(-w // MULTIPLE) * MULTIPLE
-    rows, cols = _spans(hp, tile, ctx), _spans(wp, tile, ctx)
+    s, grid = model.scale, Grid.of(model)
+    ctx, hp, wp = grid.context, grid.up(h), grid.up(w)
+    rows, cols = _spans(hp, tile, grid), _spans(wp, tile, grid)
     c = 3 if rgb else 1
     lo, hi = dtype_range(arr.dtype)
     height = max(y1 - y0 for y0, y1 in rows) * s

@@ -1,23 +1,29 @@
 import pytest
 import torch
 
-from mdeblur_cli.models import Discriminator, build_model, count_params, preset_config
+from mdeblur_cli.models import ARCHS, Discriminator, build_model, count_params, preset_config
 
 from .conftest import TINY_MDEBLURGAN, TINY_UNET
 
-CASES = [
-    ("mdeblurgan", TINY_MDEBLURGAN),
-    ("mdeblurgan", {**TINY_MDEBLURGAN, "use_oa": False}),
-    ("mdeblurgan", {**TINY_MDEBLURGAN, "scale": 4}),
-    ("unet-sr", TINY_UNET),
-]
+
+def _cases():
+    """Every architecture in ARCHS at its tiny preset, and each variant its config offers (no OA, x4)."""
+    for name, arch in ARCHS.items():
+        tiny = arch.presets["tiny"].to_dict()
+        yield name, tiny
+        if "use_oa" in tiny:
+            yield name, {**tiny, "use_oa": False}
+        yield name, {**tiny, "scale": 4}
 
 
-@pytest.mark.parametrize("arch,cfg", CASES)
+@pytest.mark.parametrize("arch,cfg", list(_cases()))
 @pytest.mark.parametrize("size", [(32, 32), (37, 53)])
 def test_generator_contract(arch, cfg, size):
+    """The contract of models/__init__.py: any size in, (SR, deblurred) out; scale, multiple and context
+    declared; every parameter trained."""
     model = build_model(arch, cfg)
-    s = cfg.get("scale", 2)
+    s = cfg["scale"]
+    assert model.scale == s and model.multiple in (8, 16) and model.context > 0
     x = torch.rand(2, 3, *size)
     sr, deblurred = model(x)
     assert sr.shape == (2, 3, size[0] * s, size[1] * s)
@@ -26,6 +32,28 @@ def test_generator_contract(arch, cfg, size):
     (sr.mean() + deblurred.mean()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert not missing, missing
+
+
+
+@pytest.mark.parametrize("arch,cfg", [c for c in _cases() if c[1]["scale"] == 2])
+def test_declared_grid_and_context_are_the_networks_own(arch, cfg):
+    """What tiling relies on: an input shifted by `multiple` gives the output shifted by multiple * scale,
+    everywhere further than `context` from the crop's edge."""
+    torch.manual_seed(0)
+    model = build_model(arch, cfg).eval()
+    m, c, s, n = model.multiple, model.context, model.scale, 12 * model.multiple
+    x = torch.rand(1, 3, n + m, n + m)
+    with torch.no_grad():
+        full, crop = model(x)[0], model(x[..., m:, m:])[0]
+    inner = slice(c * s, (n - c) * s)
+    shifted = slice((m + c) * s, (m + n - c) * s)
+    assert (full[..., shifted, shifted] - crop[..., inner, inner]).abs().max() < 1e-4
+
+
+def test_tiny_presets_match_the_test_configs():
+    assert ARCHS["mdeblurgan"].presets["tiny"].to_dict() == {**ARCHS["mdeblurgan"].config_cls().to_dict(),
+                                                             **TINY_MDEBLURGAN}
+    assert ARCHS["unet-sr"].presets["tiny"].to_dict() == {**ARCHS["unet-sr"].config_cls().to_dict(), **TINY_UNET}
 
 
 def test_discriminator_contract():

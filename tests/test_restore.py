@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.restore import edge_weights, restore_array, restore_float, windows
+from mdeblur_cli.restore import restore_array, restore_float, windows
 
 from .conftest import smooth_image
 
@@ -19,19 +19,20 @@ def test_tiled_equals_whole_image(tiny_model, tile):
     assert np.abs(whole - tiled).max() <= 1e-3
 
 
-def test_windows_cover_the_image_with_unit_weights():
-    h, w, tile = 408, 344, 64
-    s = 1
-    from mdeblur_cli.restore import BLEND, CONTEXT
+def test_unet_tiles_on_its_own_grid():
+    """U-Net + SR pools four times: its windows start on multiples of 16 (not M-Deblurgan's 8), so tiled equals
+    whole for it too."""
+    from mdeblur_cli.models import build_model
+    from mdeblur_cli.restore import Grid
 
-    pad, blend = CONTEXT, BLEND
-    total = np.zeros((h, w))
-    for win in windows(h, w, tile):
-        assert win.y0 % 8 == 0 and win.x0 % 8 == 0
-        wy = edge_weights(win.y1 - win.y0, win.y0 > 0, win.y1 < h, pad * s, blend * s)
-        wx = edge_weights(win.x1 - win.x0, win.x0 > 0, win.x1 < w, pad * s, blend * s)
-        total[win.y0 : win.y1, win.x0 : win.x1] += wy[:, None] * wx[None, :]
-    assert total.min() > 0.99  # every pixel covered; the sum is normalised away
+    from .conftest import TINY_UNET
+
+    torch.manual_seed(0)
+    net = build_model("unet-sr", TINY_UNET).eval()
+    grid = Grid.of(net)
+    assert grid.multiple == 16 and all(w.y0 % 16 == 0 and w.x0 % 16 == 0 for w in windows(400, 336, 64, grid))
+    img = smooth_image(250, 283)
+    assert np.abs(restore_float(net, img, tile=4096) - restore_float(net, img, tile=64)).max() <= 1e-3
 
 
 @pytest.mark.parametrize("shape,dtype", [

@@ -99,20 +99,20 @@ class OptimalApproximation(nn.Module):
 class SRModule(nn.Module):
     """Three 3x3 convs, one trainable sub-pixel x2 step per factor of two, tail conv, global skip."""
 
-    def __init__(self, cfg: GeneratorConfig) -> None:
+    def __init__(self, channels: int, width: int, scale: int) -> None:
         super().__init__()
-        if cfg.scale not in (2, 4):
-            raise ValueError(f"scale must be 2 or 4, got {cfg.scale}")
-        g = cfg.sr_width
-        self.scale = cfg.scale
+        if scale not in (2, 4):
+            raise ValueError(f"scale must be 2 or 4, got {scale}")
+        g = width
+        self.scale = scale
         self.body = nn.Sequential(
-            conv3x3(cfg.channels, g), nn.ReLU(inplace=True), conv3x3(g, g), nn.ReLU(inplace=True), conv3x3(g, g), nn.ReLU(inplace=True)
+            conv3x3(channels, g), nn.ReLU(inplace=True), conv3x3(g, g), nn.ReLU(inplace=True), conv3x3(g, g), nn.ReLU(inplace=True)
         )
         steps = []
-        for _ in range(cfg.scale.bit_length() - 1):
+        for _ in range(scale.bit_length() - 1):
             steps += [conv3x3(g, 4 * g), nn.PixelShuffle(2), nn.ReLU(inplace=True)]
         self.upsample = nn.Sequential(*steps)
-        self.tail = conv3x3(g, cfg.channels)
+        self.tail = conv3x3(g, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
@@ -133,7 +133,7 @@ class MDeblurGAN(nn.Module):
         self.scale = cfg.scale
         self.deblur = DeblurModule(cfg)
         self.oa = OptimalApproximation(cfg) if cfg.use_oa else None
-        self.sr = SRModule(cfg)
+        self.sr = SRModule(cfg.channels, cfg.sr_width, cfg.scale)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, h, w = pad_to_multiple(x, MULTIPLE)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import conv3x3, pad_to_multiple
-from .generator import GeneratorConfig, SRModule
+from .generator import SRModule
 
 
 @dataclass
@@ -55,7 +55,7 @@ class UNetSR(nn.Module):
         self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(DEPTH)))
         self.dec = nn.ModuleList(double_conv(2 * widths[i], widths[i]) for i in reversed(range(DEPTH)))
         self.tail = nn.Conv2d(widths[0], cfg.channels, 1)
-        self.sr = SRModule(GeneratorConfig(channels=cfg.channels, sr_width=cfg.sr_width, scale=cfg.scale))
+        self.sr = SRModule(cfg.channels, cfg.sr_width, cfg.scale)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, h, w = pad_to_multiple(x, 2**DEPTH)
