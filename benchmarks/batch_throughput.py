@@ -25,7 +25,6 @@ from rich.console import Console
 from soak import Meter
 
 from mdeblur_cli.files import RestoreJob, compute_file, load_file, restore_file, restore_files
-from mdeblur_cli.restore import model_percentiles
 from mdeblur_cli.weights import load_model
 
 
@@ -65,7 +64,7 @@ def main() -> None:
         save_weights(args.weights, build_model("unet-sr", {"width": 4, "sr_width": 8}), "unet-sr")
     paths = make_inputs(work / "in", args.count, args.size)
     model = load_model(args.weights)
-    pct = model_percentiles(model)
+    pct = model.percentiles
     restore_file(paths[0], work / "warm.png", model)  # warm-up: first-call costs out of every timing
 
     loaded = [load_file(p, work / "none.png") for p in paths]

@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--image", default="examples/immunohistochemistry_blurry_lr.png")
     ap.add_argument("--tiles", default="64,128,256")
     args = ap.parse_args()
-    model = load_model(args.weights)
+    model = load_model(args.weights).net
     img = to_float(read_image(args.image).pages[0])[..., :3]
     t = time.perf_counter()
     whole = restore_float(model, img, tile=1 << 16)

@@ -60,7 +60,7 @@ def case(model, name: str, hr: torch.Tensor, kind: str, seed: int, passes: int) 
     lr = encode(blurry, kind, seed)[0]
     img = lr.numpy().transpose(1, 2, 0).astype(np.float32)
 
-    res = analyse(model, img, 1 / 255, TrustModel(), seed=seed, passes=passes)
+    res = analyse(model.net, img, 1 / 255, TrustModel(), seed=seed, passes=passes)
     err = np.abs(res["out"] - hr.numpy().transpose(1, 2, 0)).mean(2)
     return {"name": name, "kind": kind, "maps": res["maps"], "err": err, "out": res["out"], "img": img}
 

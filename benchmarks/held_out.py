@@ -35,7 +35,7 @@ def main() -> None:
         parts = []
         for name, group in groups.items():
             if group:
-                p, s = validate(model, group, torch.device("cpu"), cfg.scale)
+                p, s = validate(model.net, group, torch.device("cpu"), cfg.scale)
                 parts.append(f"{name} {p:.3f} dB / {s:.4f}")
         print(f"{w}: " + "; ".join(parts))
 

@@ -79,7 +79,7 @@ def run_method(name: str, img: np.ndarray, device: torch.device, ref_gflops: flo
         return {"method": name, "seconds": seconds, "mpix_per_s": h * w / seconds / 1e6, "flops_per_pixel": None,
                 "achieved_gflops": None, "ratio": None, "peak_rss_mb": peak_rss_mb()}
     model = load_model(args.weights if name == "mdeblurgan" else args.unet_weights, device)
-    fpp = flops_per_pixel(model, device)
+    fpp = flops_per_pixel(model.net, device)
     restore_array(img[:64, :64], model, device=device)  # warm-up
     seconds = timer(lambda: restore_array(img, model, device=device, **({"tile": args.tile} if args.tile else {})))
     achieved = fpp * h * w / seconds / 1e9
@@ -99,7 +99,7 @@ def onnx_vs_torch(weights: str, sides: tuple[int, ...] = (256, 400)) -> None:
     path = Path(tempfile.mkdtemp()) / "m.onnx"
     export(model, "onnx", path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    net = RestoredImage(model).to(memory_format=torch.channels_last)
+    net = RestoredImage(model.net).to(memory_format=torch.channels_last)
     for side in sides:
         x = torch.rand(1, 3, side, side)
         session.run(None, {"input": x.numpy()})
@@ -120,7 +120,7 @@ def window_variants(weights: str, device: torch.device, ref_gflops: float, side:
 
     The same channels_last, inference_mode forward as `restore`; GFLOP/s here count every pixel of the window.
     """
-    model = load_model(weights, device).to(memory_format=torch.channels_last)
+    model = load_model(weights, device).net.to(memory_format=torch.channels_last)
     fpp = flops_per_pixel(model, device)
     timer = _timer(device)
     rows = []
@@ -148,13 +148,12 @@ def window_variants(weights: str, device: torch.device, ref_gflops: float, side:
 def trust_time(weights: str, img: np.ndarray, device: torch.device) -> dict:
     """restore with --trust against without, the same image, one run each."""
     from mdeblur_cli.restore import TrustRequest, restore_stack
-    from mdeblur_cli.trust import trust_model_of
 
     model = load_model(weights, device)
     timer = _timer(device)
     plain = timer(lambda: restore_stack(img, "YXS", model, channels="rgb", device=device))
     trusted = timer(lambda: restore_stack(img, "YXS", model, channels="rgb", device=device,
-                                          trust=TrustRequest(trust_model_of(model))))
+                                          trust=TrustRequest(model.trust)))
     print(f"trust map cost, {img.shape[0]}x{img.shape[1]}: restore {plain:.2f} s, with --trust {trusted:.2f} s, "
           f"ratio {trusted / plain:.2f}")
     return {"plain_seconds": plain, "trust_seconds": trusted, "ratio": trusted / plain}
@@ -201,7 +200,7 @@ def main() -> None:
     sweep = []
     if args.tiles:
         model = load_model(args.weights, device)
-        fpp = flops_per_pixel(model, device)
+        fpp = flops_per_pixel(model.net, device)
         timer = _timer(device)
         print(f"tile sweep, mdeblurgan, {args.size}x{args.size}:")
         for tile in (int(t) for t in args.tiles.split(",")):

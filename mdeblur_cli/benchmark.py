@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-from torch import nn
 
 from .data import Pair
 from .degrade import upscale_bicubic
@@ -16,6 +15,7 @@ from .evaluation import evaluate, score  # noqa: F401 (score: re-export)
 from .models import count_params
 from .restore import restore_float
 from .rl import richardson_lucy
+from .weights import LoadedModel
 
 
 @dataclass
@@ -47,12 +47,12 @@ def rl_method(scale: int, iterations: int = 30, psf: torch.Tensor | None = None)
     return Method("rl-sr", run)
 
 
-def model_method(name: str, model: nn.Module, device: torch.device, tile: int = 512) -> Method:
+def model_method(name: str, model: LoadedModel, device: torch.device, tile: int = 512) -> Method:
     def run(p: Pair) -> torch.Tensor:
-        out = restore_float(model, p.lr.permute(1, 2, 0).numpy(), tile=tile, device=device, clip=False)
+        out = restore_float(model.net, p.lr.permute(1, 2, 0).numpy(), tile=tile, device=device, clip=False)
         return torch.from_numpy(out).permute(2, 0, 1)
 
-    return Method(name, run, count_params(model))
+    return Method(name, run, count_params(model.net))
 
 
 @dataclass(frozen=True)
@@ -352,7 +352,6 @@ class Report:
 def build_methods(spec: Spec, evalset, pairs: list[Pair], device: torch.device,
                   say: Callable[[str], None]) -> tuple[list[Method], dict | None]:
     """The methods of `spec`, and the record of rl-sr's PSF (searched on `pairs` where the data carry none)."""
-    from .models import SelfEnsemble
     from .weights import load_model
 
     fixed = parse_psf(spec.psf) if spec.psf else None
@@ -376,7 +375,7 @@ def build_methods(spec: Spec, evalset, pairs: list[Pair], device: torch.device,
         else:
             model = load_model(spec.weights[name], device)
             if spec.self_ensemble:
-                name, model = name + "+", SelfEnsemble(model).eval()
+                name, model = name + "+", model.self_ensemble()
             methods.append(model_method(name, model, device))
     return methods, rl_psf
 

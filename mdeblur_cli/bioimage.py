@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from .errors import MdeblurError
-from .weights import sha256
+from .weights import LoadedModel, sha256
 
 FORMAT_VERSION = "0.5.4"
 TEST_SIDE = 128
@@ -201,13 +200,13 @@ def rdf(info: dict, name: str, files: dict[str, Path], context: int) -> dict:
     }
 
 
-def export_bioimageio(model: nn.Module, path: Path, name: str = "mdeblurgan-x2") -> dict:
+def export_bioimageio(model: LoadedModel, path: Path, name: str = "mdeblurgan-x2") -> dict:
     """Write the package's files into a zip at `path` (not atomically: `export` wraps this)."""
     from .export import RestoredImage, _export_onnx, _export_torchscript, describe
     from .restore import Grid
 
     info = describe(model)
-    net = RestoredImage(model.cpu().eval()).eval()
+    net = RestoredImage(model.net.cpu().eval()).eval()
     with tempfile.TemporaryDirectory(prefix="mdeblur-bioimageio-") as tmp:
         d = Path(tmp)
         files = {"onnx": d / "weights.onnx", "torchscript": d / "weights_torchscript.pt",
@@ -227,8 +226,8 @@ def export_bioimageio(model: nn.Module, path: Path, name: str = "mdeblurgan-x2")
         files["citation"].write_text('cff-version: 1.2.0\nmessage: "If you use this model, cite the software and the '
                                      'M-Deblurgan paper (see README.md)."\ntype: software\ntitle: "mdeblur"\n'
                                      f'version: "{info["mdeblur_version"]}"\nauthors:\n  - name: "the mdeblur developers"\n')
-        (d / "README.md").write_text(_card(info, name, Grid.of(model).context))
-        (d / "rdf.yaml").write_text(_yaml(rdf(info, name, files, Grid.of(model).context)) + "\n")
+        (d / "README.md").write_text(_card(info, name, Grid.of(model.net).context))
+        (d / "rdf.yaml").write_text(_yaml(rdf(info, name, files, Grid.of(model.net).context)) + "\n")
         try:
             with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
                 for f in sorted(d.iterdir()):

@@ -317,7 +317,7 @@ def _benchmark_trust(evalset, dataset: str, model, json_out: Path | None, markdo
     text = tb.render(rows, det, dataset, evalset.stand_in)
     Console().print(text, markup=False, highlight=False, soft_wrap=True)
     for path, body in ((json_out, json.dumps({"dataset": dataset, "stand_in": evalset.stand_in,
-                                              "trust": tb.tr.trust_model_of(model).to_dict(), "calibration": rows,
+                                              "trust": model.trust.to_dict(), "calibration": rows,
                                               "detection": det}, indent=2)), (markdown, text)):
         if path is not None:
             atomic_write(path, lambda tmp, body=body: Path(tmp).write_text(body + "\n"))

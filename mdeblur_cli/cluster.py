@@ -122,11 +122,10 @@ def worker_model(weights: str, self_ensemble: bool = False):
     if not _MODELS:
         tune_malloc()
     if key not in _MODELS:
-        from .models import SelfEnsemble
         from .weights import load_model
 
         model = load_model(weights)
-        model = SelfEnsemble(model).eval() if self_ensemble else model
+        model = model.self_ensemble() if self_ensemble else model
         _MODELS[key] = model
         LOADS["count"] += 1
     return _MODELS[key]
@@ -145,8 +144,6 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
     import torch
 
     from .files import RestoreJob, compute_file, load_file, write_file
-    from .restore import model_percentiles
-    from .trust import trust_model_of
 
     j = RestoreJob(**job)
     threads = int(os.environ.get("MDEBLUR_WORKER_THREADS", "0"))
@@ -154,10 +151,9 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
         torch.set_num_threads(threads)
     try:
         model = worker_model(j.weights, j.self_ensemble)
-        base = getattr(model, "model", model)
-        pct = j.percentiles or model_percentiles(base)
+        pct = j.percentiles or model.percentiles
         loaded = load_file(src, dst, j.axes, j.channels, j.max_pixels, j.trust)
-        tm = trust_model_of(base) if j.trust else None
+        tm = model.trust if j.trust else None
         res = write_file(compute_file(loaded, model, j.channels, j.normalize, pct, j.tile, "cpu", j.precision,
                                       None, tm))
     except MdeblurError as exc:
@@ -300,12 +296,12 @@ def restore_window(src: str, win: tuple[int, int, int, int], shape: tuple[int, i
     from .normalize import Normalization
     from .restore import _forward, to_device
 
-    model = worker_model(weights)
+    net = worker_model(weights).net
     y0, y1, x0, x1 = win
     x = Normalization(*norm).apply(_read_window(src, y0, y1, x0, x1, *shape)).astype(np.float32)
     x = np.repeat(x[..., None], 3, axis=2)
-    model = model.to(memory_format=torch.channels_last)
-    return _forward(model, to_device(x.transpose(2, 0, 1)[None], torch.device("cpu")), torch.float32)[0].permute(
+    net = net.to(memory_format=torch.channels_last)
+    return _forward(net, to_device(x.transpose(2, 0, 1)[None], torch.device("cpu")), torch.float32)[0].permute(
         1, 2, 0).numpy()
 
 
@@ -346,16 +342,16 @@ def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: 
     The windows, weights and normalisation are the in-process restore's, so the result equals it (to float
     rounding). Output chunks (CHUNK output px) are each written by one task."""
     from .normalize import choose
-    from .restore import BLEND, Grid, model_percentiles, windows
+    from .restore import BLEND, Grid, windows
     from .stacks import Series, meta_only, zarr_create
     from .weights import load_model
 
     model = load_model(weights)
     arr = _Squeezed(open_plane(src))
     h, w = arr.shape
-    s, grid = model.scale, Grid.of(model)
+    s, grid = model.scale, Grid.of(model.net)
     ctx = grid.context
-    pct = percentiles or model_percentiles(model)
+    pct = percentiles or model.percentiles
     norm = choose(arr, normalize, pct)  # a strided sample, the same one the in-process restore takes
     hp, wp, tile = grid.up(h), grid.up(w), grid.tile(tile)
     wins = list(windows(hp, wp, tile, grid)) if max(hp, wp) > tile + 2 * ctx + BLEND else None

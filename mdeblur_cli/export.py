@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .errors import MdeblurError
+from .weights import LoadedModel
 
 FORMATS = ("onnx", "torchscript", "bioimageio")
 SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts"), "bioimageio": (".zip",)}
@@ -55,17 +56,17 @@ def format_for(path: Path, fmt: str | None) -> str:
     return fmt
 
 
-def describe(model: nn.Module) -> dict:
+def describe(model: LoadedModel) -> dict:
     """What a runtime needs to know to use the export, stored in the file."""
     from . import __version__
-    from .restore import model_percentiles
 
-    return {"mdeblur_version": __version__, "arch": getattr(model, "arch", type(model).__name__),
-            "scale": model.scale, "input": f"float32 (N, 3, H, W), H and W multiples of {model_multiple(model)}",
-            "multiple": model_multiple(model),
-            "normalization": {"mode": "percentile", "percentiles": list(model_percentiles(model)),
+    multiple = model_multiple(model.net)
+    return {"mdeblur_version": __version__, "arch": model.arch,
+            "scale": model.scale, "input": f"float32 (N, 3, H, W), H and W multiples of {multiple}",
+            "multiple": multiple,
+            "normalization": {"mode": "percentile", "percentiles": list(model.percentiles),
                               "note": "8-bit input: divide by 255 instead; map the output back by the inverse"},
-            "provenance": getattr(model, "provenance", {})}
+            "provenance": model.provenance}
 
 
 def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
@@ -91,7 +92,7 @@ def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, info:
     torch.jit.save(traced, str(path), _extra_files={"mdeblur.json": json.dumps(info)})
 
 
-def export(model: nn.Module, fmt: str | None, path: str | Path, overwrite: bool = False,
+def export(model: LoadedModel, fmt: str | None, path: str | Path, overwrite: bool = False,
            name: str = "mdeblurgan-x2") -> dict:
     """Write `model` as `fmt` to `path`, atomically; returns the stored description.
 
@@ -113,7 +114,7 @@ def export(model: nn.Module, fmt: str | None, path: str | Path, overwrite: bool 
         out: dict = {}
         atomic_write(path, lambda tmp: out.update(export_bioimageio(model, tmp, name)))
         return {**out, "format": fmt}
-    net = RestoredImage(model.cpu().eval()).eval()
+    net = RestoredImage(model.net.cpu().eval()).eval()
     example = torch.rand(1, 3, EXAMPLE_SIDE, EXAMPLE_SIDE)  # a multiple of every network's grid
     info = describe(model)
     info["format"] = fmt

@@ -16,14 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
-from torch import nn
 
 from . import stream
 from .device import resolve_device, resolve_precision
 from .distributed import env_info
 from .errors import MdeblurError
 from .io import atomic_write, is_image, list_images
-from .models import SelfEnsemble
 from .normalize import MODES, Normalization
 from .paths import check_folder_path
 from .restore import (
@@ -32,14 +30,13 @@ from .restore import (
     MIN_TILE,
     TrustRequest,
     choose_channels,
-    model_percentiles,
     nonfinite_mask,
     restore_stack,
 )
 from .stacks import WRITE_EXT, Meta, Series, check_writable, lost_metadata, read_series, split_name, write_series
-from .trust import SUSPECT_SHARE, trust_model_of
+from .trust import SUSPECT_SHARE
 from .trust import line as trust_line
-from .weights import load_model
+from .weights import LoadedModel, load_model
 
 
 @dataclass
@@ -237,7 +234,7 @@ def _plane_progress(progress, plane_pixels: int):
 
 
 def compute_file(
-    job: Loaded, model: nn.Module, channels: str = "auto", normalize: str = "auto",
+    job: Loaded, model: LoadedModel, channels: str = "auto", normalize: str = "auto",
     percentiles: tuple[float, float] | None = None, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
     precision: str = "fp32", progress=None, trust_model=None,
 ) -> Loaded:
@@ -247,12 +244,12 @@ def compute_file(
     if job.series is None:
         dev = resolve_device(device) if isinstance(device, str) else device
         dtype = resolve_precision(precision, dev)
-        pct = percentiles or model_percentiles(model)
+        pct = percentiles or model.percentiles
         shape = stream.plane_shape(job.src)
         prog = _plane_progress(progress, shape[0] * shape[1])
         try:
             atomic_write(job.dst, lambda tmp: result.norms.append(stream.write_streamed(
-                job.src, tmp, model, job.stream_rgb, normalize, pct, tile, dev, dtype, job.stream_meta, prog)))
+                job.src, tmp, model.net, job.stream_rgb, normalize, pct, tile, dev, dtype, job.stream_meta, prog)))
         except OSError as exc:
             raise MdeblurError(f"{job.dst}: cannot write ({exc.strerror or exc})") from None
         result.modes, result.streamed = ["rgb" if job.stream_rgb else "independent"], True
@@ -320,7 +317,7 @@ def write_file(job: Loaded) -> FileResult:
 
 
 def restore_file(
-    src: str | Path, dst: str | Path, model: nn.Module, axes: str | None = None, channels: str = "auto",
+    src: str | Path, dst: str | Path, model: LoadedModel, axes: str | None = None, channels: str = "auto",
     normalize: str = "auto", percentiles: tuple[float, float] | None = None, tile: int = DEFAULT_TILE,
     device: torch.device | str = "cpu", precision: str = "fp32", progress=None, max_pixels: int | None = None,
     trust: bool = False,
@@ -332,7 +329,7 @@ def restore_file(
     input (else a TIFF with its axes), PNG/JPEG one 2-D image. What the format cannot keep is in `lost`.
     """
     job = load_file(src, dst, axes, channels, max_pixels, trust)
-    tm = trust_model_of(model) if trust else None
+    tm = model.trust if trust else None
     return write_file(compute_file(job, model, channels, normalize, percentiles, tile, device, precision, progress,
                                    tm))
 
@@ -408,10 +405,10 @@ def restore_files(job: RestoreJob, console: Console, records: list | None = None
         device = torch.device("cuda", dinfo.local_rank % torch.cuda.device_count())
     resolve_precision(job.precision, device)
     model = load_model(job.weights, device)
-    percentiles = job.percentiles or model_percentiles(model)
-    tm = trust_model_of(model) if job.trust else None
+    percentiles = job.percentiles or model.percentiles
+    tm = model.trust if job.trust else None
     if job.self_ensemble:
-        model = SelfEnsemble(model).eval()
+        model = model.self_ensemble()
     reporter = _Reporter(console, len(plan), percentiles, job.debug, records)
     started = time.perf_counter()
     pixels = _pipeline(job, plan, model, tm, percentiles, device, reporter, console)
@@ -431,7 +428,7 @@ def restore_files(job: RestoreJob, console: Console, records: list | None = None
     return reporter.failures, len(plan)
 
 
-def _pipeline(job: RestoreJob, plan: list[tuple[Path, Path]], model: nn.Module, tm, percentiles, device,
+def _pipeline(job: RestoreJob, plan: list[tuple[Path, Path]], model: LoadedModel, tm, percentiles, device,
               reporter: _Reporter, console: Console) -> float:
     """The files through read (a thread, one ahead), restore (here) and write (a thread); returns input pixels."""
     with Progress(*PROGRESS_COLUMNS, console=console, transient=True) as progress, \

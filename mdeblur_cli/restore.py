@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from .errors import MdeblurError
 from .normalize import DEFAULT_PERCENTILES, MODES, Normalization, choose, dtype_range
 from .padding import edge_pad
 from .stacks import Series, check_axes, check_dtype
+
+if TYPE_CHECKING:
+    from .weights import LoadedModel
 
 MIN_TILE = 64
 DEFAULT_TILE = 320  # balanced windows of 256-512 px run within 4% of each other on CPU, a whole 1024^2 pass 13% slower
@@ -210,15 +214,6 @@ def restore_float(
     return np.clip(out, 0, 1) if clip else out
 
 
-def model_percentiles(model: nn.Module) -> tuple[float, float]:
-    """The percentiles the model was trained with (its weights' metadata), else the default."""
-    prov = getattr(model, "provenance", {}) or {}
-    for rec in (prov.get("normalization"), prov.get("degradation")):
-        if rec and "percentiles" in rec:
-            return tuple(rec["percentiles"])
-    return DEFAULT_PERCENTILES
-
-
 CHANNEL_MODES = ("auto", "rgb", "independent")
 
 
@@ -258,11 +253,11 @@ class TrustRequest:
     summaries: list = field(default_factory=list)
 
 
-def _restore_normalised(img: np.ndarray, model: nn.Module, norm: Normalization, dtype: np.dtype,
+def _restore_normalised(img: np.ndarray, net: nn.Module, norm: Normalization, dtype: np.dtype,
                         trust: TrustRequest | None, **kw) -> tuple[np.ndarray, np.ndarray | None]:
     """A normalised (H, W, 3) image through the network (unclipped); with `trust`, also its predicted error
     (H*s, W*s) in file units, and its summary appended to trust.summaries."""
-    out = restore_float(model, img, clip=False, **kw)
+    out = restore_float(net, img, clip=False, **kw)
     if trust is None:
         return out, None
     from . import trust as tr
@@ -270,7 +265,7 @@ def _restore_normalised(img: np.ndarray, model: nn.Module, norm: Normalization, 
     quiet = {k: v for k, v in kw.items() if k != "progress"}
     quant = 1.0 / (norm.hi - norm.lo) if np.issubdtype(dtype, np.integer) else 0.0  # one count, network units
     sigma = tr.noise_sigma(img, quant)
-    maps = tr.sources(model, img, out, lambda x: restore_float(model, x, clip=False, **quiet), sigma=sigma)
+    maps = tr.sources(net, img, out, lambda x: restore_float(net, x, clip=False, **quiet), sigma=sigma)
     sd = tr.predict(maps, trust.model)
     units = float(norm.hi - norm.lo)
     trust.summaries.append(tr.summary(sd, maps["spread"], out, sigma, units))
@@ -278,27 +273,27 @@ def _restore_normalised(img: np.ndarray, model: nn.Module, norm: Normalization, 
 
 
 def _restore_color(
-    plane: np.ndarray, model: nn.Module, norm: Normalization, trust: TrustRequest | None = None, **kw
+    plane: np.ndarray, net: nn.Module, norm: Normalization, trust: TrustRequest | None = None, **kw
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(H, W, 3) colour restored jointly -> (H*s, W*s, 3) float32 in the file's units (and the trust map)."""
     img = norm.apply(plane.astype(np.float32)).astype(np.float32)
-    out, sd = _restore_normalised(img, model, norm, plane.dtype, trust, **kw)
+    out, sd = _restore_normalised(img, net, norm, plane.dtype, trust, **kw)
     return _map_back(out, norm, plane.dtype), sd
 
 
 def _restore_gray(
-    plane: np.ndarray, model: nn.Module, norm: Normalization, trust: TrustRequest | None = None, **kw
+    plane: np.ndarray, net: nn.Module, norm: Normalization, trust: TrustRequest | None = None, **kw
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(H, W) restored alone -> (H*s, W*s) float32 in the file's units (and the trust map). A constant plane
     stays that constant: any restoration of a flat field is flat, and an empty channel must stay empty."""
-    s = model.scale
+    s = net.scale
     if plane.min() == plane.max():
         shape = (plane.shape[0] * s, plane.shape[1] * s)
         if trust is not None:
             trust.summaries.append({"median_error": 0.0, "doubtful_share": 0.0, "suspect": False})
         return np.full(shape, plane.flat[0], np.float32), (np.zeros(shape, np.float32) if trust else None)
     img = norm.apply(plane.astype(np.float32)).astype(np.float32)
-    out, sd = _restore_normalised(np.repeat(img[..., None], 3, axis=2), model, norm, plane.dtype, trust, **kw)
+    out, sd = _restore_normalised(np.repeat(img[..., None], 3, axis=2), net, norm, plane.dtype, trust, **kw)
     return _map_back(out.mean(2), norm, plane.dtype), sd
 
 
@@ -340,7 +335,7 @@ def fill_nonfinite(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def restore_plane(
-    plane: np.ndarray, model: nn.Module, channels: str, alpha: bool = False,
+    plane: np.ndarray, net: nn.Module, channels: str, alpha: bool = False,
     normalize: str = "auto", percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     norms: list[Normalization] | None = None, trust: TrustRequest | None = None, **kw,
 ) -> np.ndarray:
@@ -355,28 +350,28 @@ def restore_plane(
     colour = plane[..., :-1] if alpha else plane
     if channels == "rgb":
         norm = choose(colour, normalize, percentiles)
-        out, sd = _restore_color(colour, model, norm, trust, **kw)
+        out, sd = _restore_color(colour, net, norm, trust, **kw)
         parts, sds, found = [out], [None if sd is None else np.repeat(sd[..., None], 3, axis=2)], [norm]
     else:
         found = [choose(colour[..., c], normalize, percentiles) for c in range(colour.shape[2])]
-        pairs = [_restore_gray(colour[..., c], model, n, trust, **kw) for c, n in enumerate(found)]
+        pairs = [_restore_gray(colour[..., c], net, n, trust, **kw) for c, n in enumerate(found)]
         parts = [o[..., None] for o, _ in pairs]
         sds = [None if sd is None else sd[..., None] for _, sd in pairs]
     if alpha:
-        parts.append(_upscale_alpha(plane[..., -1], model.scale)[..., None])
+        parts.append(_upscale_alpha(plane[..., -1], net.scale)[..., None])
         sds.append(None if trust is None else np.zeros_like(parts[-1]))
     if norms is not None:
         norms += found
     out = np.concatenate(parts, axis=2)
     if bad is not None:  # where the input held no intensity, neither does the output
-        s = model.scale
+        s = net.scale
         if channels == "rgb":
             bad[..., :3] = bad[..., :3].any(2, keepdims=True)
         out[np.repeat(np.repeat(bad, s, 0), s, 1)] = np.nan
     if trust is not None:
         sd = np.concatenate(sds, axis=2).astype(np.float32)
         if bad is not None:
-            sd[np.repeat(np.repeat(bad, model.scale, 0), model.scale, 1)] = np.nan
+            sd[np.repeat(np.repeat(bad, net.scale, 0), net.scale, 1)] = np.nan
         trust.maps.append(sd)
     return out
 
@@ -386,7 +381,7 @@ def _cast(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def restore_stack(
-    data: np.ndarray, axes: str, model: nn.Module, channels: str = "auto", alpha: bool = False,
+    data: np.ndarray, axes: str, model: LoadedModel, channels: str = "auto", alpha: bool = False,
     declared_rgb: bool = True, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu", precision: str = "fp32",
     progress: Callable[[int, int], None] | None = None, normalize: str = "auto",
     percentiles: tuple[float, float] | None = None, norms: list[Normalization] | None = None,
@@ -409,7 +404,7 @@ def restore_stack(
     mode = choose_channels(channels, n_colour, data.dtype, declared_rgb and cax != "C")
     if normalize not in MODES:
         raise MdeblurError(f"--normalize {normalize}: use one of {', '.join(MODES)}")
-    pct = percentiles or model_percentiles(model)
+    pct = percentiles or model.percentiles
     order = [a for a in axes if a not in ("Y", "X", cax)] + ["Y", "X"] + ([cax] if cax else [])
     arr = np.transpose(data, [axes.index(a) for a in order])
     arr = arr if cax else arr[..., None]
@@ -418,7 +413,7 @@ def restore_stack(
     out = np.empty((*lead, h * s, w * s, c), data.dtype)
     sd = np.empty((*lead, h * s, w * s, c), np.float32) if trust is not None else None
     for idx in np.ndindex(*lead):
-        out[idx] = _cast(restore_plane(arr[idx], model, mode, alpha, normalize, pct, norms, trust, tile=tile,
+        out[idx] = _cast(restore_plane(arr[idx], model.net, mode, alpha, normalize, pct, norms, trust, tile=tile,
                                        device=device, precision=precision, progress=progress), data.dtype)
         if trust is not None:
             sd[idx] = trust.maps.pop()
@@ -430,7 +425,7 @@ def restore_stack(
 
 
 def restore_array(
-    array: np.ndarray, model: nn.Module, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
+    array: np.ndarray, model: LoadedModel, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
     normalize: str = "auto", percentiles: tuple[float, float] | None = None,
     axes: str | None = None, channels: str = "auto", alpha: bool = False,

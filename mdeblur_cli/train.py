@@ -130,7 +130,7 @@ def _generator(cfg: TrainConfig) -> tuple[TrainConfig, torch.nn.Module]:
     """The generator (fresh, or from --init) and the config resolved to it; `cfg` itself is never changed."""
     if cfg.init is not None:
         loaded = load_model(cfg.init)
-        cfg, model = replace(cfg, model=loaded.arch, scale=loaded.scale), loaded.train()
+        cfg, model = replace(cfg, model=loaded.arch, scale=loaded.scale), loaded.net.train()
     else:
         overrides = {"scale": cfg.scale, **({"use_oa": cfg.use_oa} if cfg.model == "mdeblurgan" else {})}
         model = build_model(cfg.model, preset_config(cfg.model, cfg.preset, **overrides))

@@ -67,12 +67,6 @@ class TrustModel:
         return cls([float(c) for c in d["coef"]], float(d["scale"]), str(d.get("fitted_on", "")))
 
 
-def trust_model_of(model: nn.Module) -> TrustModel:
-    """The trust coefficients stored with the weights (provenance['trust']), else the unfitted default."""
-    prov = getattr(model, "provenance", {}) or {}
-    return TrustModel.from_dict(prov["trust"]) if "trust" in prov else TrustModel()
-
-
 def mad_sigma(img: np.ndarray) -> float:
     """Donoho and Johnstone's noise estimate: the median absolute finest-scale diagonal (Haar) wavelet
     coefficient over 0.6745, per channel, averaged (scikit-image's estimate_sigma does this with PyWavelets)."""

@@ -19,6 +19,7 @@ from torch import nn
 
 from . import trust as tr
 from .restore import restore_float
+from .weights import LoadedModel
 
 TILE = 16
 KINDS = ("8", "jpeg90", "poisson1000")
@@ -52,26 +53,26 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def analyse(model: nn.Module, img: np.ndarray, quant_step: float, tm: tr.TrustModel, seed: int = 0,
+def analyse(net: nn.Module, img: np.ndarray, quant_step: float, tm: tr.TrustModel, seed: int = 0,
             passes: int = tr.PASSES) -> dict:
     """Restore one normalised (H, W, 3) input and make every map; the predicted error in normalised units."""
 
     def restore(x):
-        return restore_float(model, x, clip=False)
+        return restore_float(net, x, clip=False)
 
     out = restore(img)
     sigma = tr.noise_sigma(img, quant_step)
-    maps = tr.sources(model, img, out, restore, passes=passes, seed=seed, sigma=sigma)
-    maps.update(tr.diagnostics(img, out, model.scale))
+    maps = tr.sources(net, img, out, restore, passes=passes, seed=seed, sigma=sigma)
+    maps.update(tr.diagnostics(img, out, net.scale))
     sd = tr.predict(maps, tm)
     return {"out": out, "maps": maps, "sd": sd, "summary": tr.summary(sd, maps["spread"], out, sigma)}
 
 
-def calibration(model: nn.Module, pairs, kinds=KINDS, on_step=None) -> list[dict]:
+def calibration(model: LoadedModel, pairs, kinds=KINDS, on_step=None) -> list[dict]:
     """Rows of the calibration table: per input kind, means over the images."""
     from .benchmark import INPUT_CONDITIONS, prepare_inputs
 
-    tm = tr.trust_model_of(model)
+    tm = model.trust
     rows = []
     for kind in kinds:
         cond = INPUT_CONDITIONS[kind]
@@ -80,7 +81,7 @@ def calibration(model: nn.Module, pairs, kinds=KINDS, on_step=None) -> list[dict
             img = p.lr.numpy().transpose(1, 2, 0).astype(np.float32)
             a, b = p.to_truth
             quant = 0.0 if cond.bits is None else 1.0 / (a * (2**cond.bits - 1))  # one count, normalised units
-            res = analyse(model, img, quant, tm, seed=i)
+            res = analyse(model.net, img, quant, tm, seed=i)
             err = np.abs(res["out"] * a + b - p.hr.numpy().transpose(1, 2, 0)).mean(2)
             truth = tile_rms(err)
             sp.append(spearman(tile_rms(res["sd"]), truth))
@@ -103,18 +104,18 @@ def flat_noise(side: int = 128, level: float = 128 / 255, sigma: float = 6 / 255
     return np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
 
 
-def detection(model: nn.Module, pairs, on_step=None) -> list[dict]:
+def detection(model: LoadedModel, pairs, on_step=None) -> list[dict]:
     """Doubtful share and verdict, good model against the planted one, on each 8-bit input and a flat noise field."""
     from .benchmark import INPUT_CONDITIONS, prepare_inputs
 
-    tm = tr.trust_model_of(model)
+    tm = model.trust
     planted = NoiseAmplifier()
     cases = [(p.name, p.lr.numpy().transpose(1, 2, 0).astype(np.float32))
              for p in prepare_inputs(pairs, INPUT_CONDITIONS["8"])]
     cases.append(("flat noise field", flat_noise()))
     rows = []
     for name, img in cases:
-        good = analyse(model, img, 1 / 255, tm)["summary"]
+        good = analyse(model.net, img, 1 / 255, tm)["summary"]
         bad = analyse(planted, img, 1 / 255, tm)["summary"]
         rows.append({"image": name, "good_share": good["doubtful_share"], "good_suspect": good["suspect"],
                      "planted_share": bad["doubtful_share"], "planted_suspect": bad["suspect"]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -116,7 +117,48 @@ def _check_shapes(path: Path, arch: str, config: dict) -> None:
             raise MdeblurError(f"{path}: weights do not match their declared architecture ({key}: {what})")
 
 
-def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.device = "cpu") -> nn.Module:
+@dataclass
+class LoadedModel:
+    """A generator rebuilt from its weights file: the network (in eval mode), its architecture's name and what
+    the file records about it (`provenance`: data, losses, normalisation, trust calibration)."""
+
+    net: nn.Module
+    arch: str
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def scale(self) -> int:
+        return self.net.scale
+
+    @property
+    def percentiles(self) -> tuple[float, float]:
+        """The percentiles the network was trained with (recorded in its weights), else the default."""
+        from .normalize import DEFAULT_PERCENTILES
+
+        for rec in (self.provenance.get("normalization"), self.provenance.get("degradation")):
+            if rec and "percentiles" in rec:
+                return tuple(rec["percentiles"])
+        return DEFAULT_PERCENTILES
+
+    @property
+    def trust(self):
+        """The trust-map coefficients stored with the weights (provenance['trust']), else the unfitted default."""
+        from .trust import TrustModel
+
+        return TrustModel.from_dict(self.provenance["trust"]) if "trust" in self.provenance else TrustModel()
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        self.net.to(device)
+        return self
+
+    def self_ensemble(self) -> LoadedModel:
+        """The same model averaged over the 8 flips and quarter turns (8 forward passes)."""
+        from .models import SelfEnsemble
+
+        return replace(self, net=SelfEnsemble(self.net).eval())
+
+
+def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild a generator from a weights file alone, in eval mode."""
     from safetensors.torch import load_file
 
@@ -135,9 +177,7 @@ def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.d
         why = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))), lines[0]
                    if lines else type(exc).__name__)
         raise MdeblurError(f"{path}: weights do not match their declared architecture ({why.rstrip('.')})") from None
-    model.arch = meta["arch"]
-    model.provenance = meta["provenance"]
-    return model.to(device).eval()
+    return LoadedModel(model.to(device).eval(), meta["arch"], meta["provenance"])
 
 
 def sha256(path: Path) -> str:

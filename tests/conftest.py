@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mdeblur_cli.models import build_model
-from mdeblur_cli.weights import save_weights
+from mdeblur_cli.weights import LoadedModel, save_weights
 
 TINY_MDEBLURGAN = dict(width=8, max_width=16, fusion_width=8, sr_width=8, oa_width=4)
 TINY_UNET = dict(width=4, sr_width=8)
@@ -16,15 +16,22 @@ def _seed():
 
 
 @pytest.fixture
-def tiny_model():
+def tiny_net():
+    """A tiny M-Deblurgan network (seeded, untrained)."""
     torch.manual_seed(0)
     return build_model("mdeblurgan", TINY_MDEBLURGAN).eval()
 
 
 @pytest.fixture
-def tiny_weights(tmp_path, tiny_model):
+def tiny_model(tiny_net):
+    """The same network as a loaded model with no provenance: what restore_array and the file API take."""
+    return LoadedModel(tiny_net, "mdeblurgan")
+
+
+@pytest.fixture
+def tiny_weights(tmp_path, tiny_net):
     path = tmp_path / "tiny.safetensors"
-    save_weights(path, tiny_model, "mdeblurgan", {"data": "test"})
+    save_weights(path, tiny_net, "mdeblurgan", {"data": "test"})
     return path
 
 

@@ -28,7 +28,7 @@ def test_model_method_counts_parameters(tiny_model):
     es.pairs[0].lr = es.pairs[0].lr[:, :40, :40]
     es.pairs[0].hr = es.pairs[0].hr[:, :80, :80]
     results, _ = run_benchmark(es.pairs, [model_method("m", tiny_model, torch.device("cpu"))], 2)
-    assert results[0]["params"] == sum(p.numel() for p in tiny_model.parameters())
+    assert results[0]["params"] == sum(p.numel() for p in tiny_model.net.parameters())
 
 
 def test_psf_specs(tmp_path):

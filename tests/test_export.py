@@ -16,7 +16,7 @@ SIZES = [(1, 3, 48, 64), (2, 3, 80, 40)]  # multiples of 8, neither the traced 6
 
 def _reference(model, x):
     with torch.inference_mode():
-        return RestoredImage(model.eval())(x).numpy()
+        return RestoredImage(model.net.eval())(x).numpy()
 
 
 def test_torchscript_export_matches_torch(tmp_path, tiny_weights):
@@ -81,10 +81,9 @@ def test_bioimageio_package_holds_what_runtimes_need(tmp_path, tiny_weights):
     rdf = (pkg / "rdf.yaml").read_text()
     assert "scale_range" in rdf and "sha256" in rdf and "halo" in rdf
     from mdeblur_cli.bioimage import scale_range
-    from mdeblur_cli.restore import model_percentiles
     from mdeblur_cli.weights import load_model
 
-    x = scale_range(raw, model_percentiles(load_model(tiny_weights)))
+    x = scale_range(raw, load_model(tiny_weights).percentiles)
     traced = torch.jit.load(str(pkg / "weights_torchscript.pt"))
     assert np.abs(traced(torch.from_numpy(x)).detach().numpy() - expected).max() <= 1e-4
     bad = runner.invoke(app, ["export", "--weights", str(tiny_weights), "--format", "bioimageio", "-o",

@@ -9,11 +9,11 @@ from .conftest import smooth_image
 
 
 @pytest.mark.parametrize("tile", [64, 96])
-def test_tiled_equals_whole_image(tiny_model, tile):
+def test_tiled_equals_whole_image(tiny_net, tile):
     img = smooth_image(250, 283)
-    whole = restore_float(tiny_model, img, tile=4096)
+    whole = restore_float(tiny_net, img, tile=4096)
     calls = []
-    tiled = restore_float(tiny_model, img, tile=tile, progress=lambda done, total: calls.append(total))
+    tiled = restore_float(tiny_net, img, tile=tile, progress=lambda done, total: calls.append(total))
     assert whole.shape == (500, 566, 3)
     assert calls and calls[0] >= 4  # really tiled
     assert np.abs(whole - tiled).max() <= 1e-3
@@ -71,7 +71,7 @@ def test_half_precision_refused_on_cpu(tiny_model):
         restore_array(np.zeros((16, 16), np.uint8), tiny_model, precision="bf16")
 
 
-def test_oom_retries_with_smaller_tiles(tiny_model, monkeypatch):
+def test_oom_retries_with_smaller_tiles(tiny_net, monkeypatch):
     import mdeblur_cli.restore as r
 
     calls = []
@@ -84,7 +84,7 @@ def test_oom_retries_with_smaller_tiles(tiny_model, monkeypatch):
         return real(model, read, shape, out, tile, *args, **kwargs)
 
     monkeypatch.setattr(r, "restore_tensor", flaky)
-    out = r.restore_float(tiny_model, smooth_image(100, 100), tile=256)
+    out = r.restore_float(tiny_net, smooth_image(100, 100), tile=256)
     assert calls == [256, 128, 64] and out.shape == (200, 200, 3)
 
 
@@ -97,11 +97,17 @@ class _Bicubic(torch.nn.Module):
         return torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False), x
 
 
+def _bicubic():
+    from mdeblur_cli.weights import LoadedModel
+
+    return LoadedModel(_Bicubic(), "bicubic")
+
+
 @pytest.mark.parametrize("mode", ["auto", "percentile", "range", "none"])
 def test_normalisation_is_undone_exactly_into_the_input_scale(mode):
     scene = smooth_image(40, 48, c=1)[..., 0]
     arr = np.rint(100 + scene * 4100).astype(np.uint16)  # 12-bit data over a camera offset of 100
-    out = restore_array(arr, _Bicubic(), normalize=mode)
+    out = restore_array(arr, _bicubic(), normalize=mode)
     ref = torch.nn.functional.interpolate(torch.from_numpy(arr.astype(np.float32))[None, None], scale_factor=2,
                                           mode="bicubic", align_corners=False)[0, 0].numpy()
     assert out.dtype == np.uint16
@@ -112,28 +118,27 @@ def test_normalisation_is_undone_exactly_into_the_input_scale(mode):
 def test_percentile_output_is_clipped_only_at_the_dtypes_limits():
     arr = np.zeros((32, 32), np.float32)
     arr[8:24, 8:24] = 5000.0  # a float image far outside [0, 1]
-    out = restore_array(arr, _Bicubic(), normalize="percentile")
+    out = restore_array(arr, _bicubic(), normalize="percentile")
     assert out.dtype == np.float32 and out.max() > 5000  # bicubic overshoot survives: no clip to [0, 1]
-    u8 = restore_array((arr > 0).astype(np.uint8) * 255, _Bicubic(), normalize="percentile")
+    u8 = restore_array((arr > 0).astype(np.uint8) * 255, _bicubic(), normalize="percentile")
     assert u8.min() == 0 and u8.max() == 255
 
 
 def test_none_feeds_floats_as_they_are_and_keeps_them():
     arr = (smooth_image(24, 24) * 3.9 + 0.2).astype(np.float32)
-    out = restore_array(arr, _Bicubic(), normalize="none")
+    out = restore_array(arr, _bicubic(), normalize="none")
     assert out.max() > 3.5 and out.min() < 0.5  # not cut at 1
 
 
-def test_restore_uses_the_percentiles_recorded_in_the_weights(tmp_path, tiny_model):
-    from mdeblur_cli.restore import model_percentiles
+def test_restore_uses_the_percentiles_recorded_in_the_weights(tmp_path, tiny_net):
     from mdeblur_cli.weights import load_model, save_weights
 
     path = tmp_path / "m.safetensors"
-    save_weights(path, tiny_model, "mdeblurgan", {"normalization": {"percentiles": [2.0, 98.0]}})
-    assert model_percentiles(load_model(path)) == (2.0, 98.0)
-    save_weights(path, tiny_model, "mdeblurgan", {"degradation": {"percentiles": [1.0, 99.5]}})  # phase-I files
-    assert model_percentiles(load_model(path)) == (1.0, 99.5)
-    assert model_percentiles(load_model("mdeblurgan-x2")) == (0.1, 99.9)
+    save_weights(path, tiny_net, "mdeblurgan", {"normalization": {"percentiles": [2.0, 98.0]}})
+    assert load_model(path).percentiles == (2.0, 98.0)
+    save_weights(path, tiny_net, "mdeblurgan", {"degradation": {"percentiles": [1.0, 99.5]}})  # phase-I files
+    assert load_model(path).percentiles == (1.0, 99.5)
+    assert load_model("mdeblurgan-x2").percentiles == (0.1, 99.9)
 
 
 def test_windows_batch_by_shape_in_order():
@@ -148,7 +153,7 @@ def test_windows_batch_by_shape_in_order():
     assert len(groups) == 3
 
 
-def test_several_windows_per_pass_give_the_same_image(tiny_model):
+def test_several_windows_per_pass_give_the_same_image(tiny_net):
     """The CUDA batching, run on the CPU: windows three at a time give what one at a time gives."""
     from mdeblur_cli.restore import restore_tensor
 
@@ -156,7 +161,7 @@ def test_several_windows_per_pass_give_the_same_image(tiny_model):
     outs = []
     for batch in (1, 3):
         out = np.zeros((320, 416, 3), np.float32)
-        restore_tensor(tiny_model, lambda w: img[w.y0 : w.y1, w.x0 : w.x1], img.shape, out, 64, torch.device("cpu"),
+        restore_tensor(tiny_net, lambda w: img[w.y0 : w.y1, w.x0 : w.x1], img.shape, out, 64, torch.device("cpu"),
                        batch=batch)
         outs.append(out)
     assert np.abs(outs[0] - outs[1]).max() < 1e-5

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from mdeblur_cli.cli import app
 from mdeblur_cli.restore import TrustRequest, restore_array, restore_stack
-from mdeblur_cli.trust import TrustModel, mad_sigma, noise_sigma, trust_model_of
+from mdeblur_cli.trust import TrustModel, mad_sigma, noise_sigma
 from mdeblur_cli.trust_bench import NoiseAmplifier
-from mdeblur_cli.weights import load_model, save_weights, set_provenance
+from mdeblur_cli.weights import LoadedModel, load_model, save_weights, set_provenance
 
 runner = CliRunner()
 
@@ -57,27 +57,27 @@ def test_flat_noise_through_a_noise_amplifier_is_suspect_and_through_a_smoother_
     verdicts = {}
     for gain in (12.0, -0.9):  # -0.9: mostly the local mean, a smoothing 'network'
         req = TrustRequest(TrustModel())
-        restore_stack(flat, "YX", NoiseAmplifier(gain), trust=req)
+        restore_stack(flat, "YX", LoadedModel(NoiseAmplifier(gain), "planted"), trust=req)
         verdicts[gain] = req.summaries[0]
     assert verdicts[12.0]["suspect"] and not verdicts[-0.9]["suspect"]
     assert verdicts[12.0]["doubtful_share"] > 5 * max(verdicts[-0.9]["doubtful_share"], 1e-3)
 
 
-def test_the_calibration_written_into_the_weights_is_read_back_and_applied(tmp_path, tiny_model):
+def test_the_calibration_written_into_the_weights_is_read_back_and_applied(tmp_path, tiny_net, tiny_model):
     path = tmp_path / "w.safetensors"
-    save_weights(path, tiny_model, "mdeblurgan", {"data": "test"})
-    before = torch.cat([p.flatten() for p in load_model(path).parameters()])
+    save_weights(path, tiny_net, "mdeblurgan", {"data": "test"})
+    before = torch.cat([p.flatten() for p in load_model(path).net.parameters()])
     img = (np.random.default_rng(3).random((48, 48, 3)) * 255).astype(np.uint8)
     maps = []
     for scale in (1.0, 3.0):
         set_provenance(path, "trust", TrustModel([0.0, 1.0, 0.0], scale, "test").to_dict())
         model = load_model(path)
-        assert trust_model_of(model).scale == scale
-        req = TrustRequest(trust_model_of(model))
+        assert model.trust.scale == scale
+        req = TrustRequest(model.trust)
         restore_stack(img, "YXS", model, channels="rgb", trust=req)
         maps.append(req.maps[0])
     assert np.allclose(maps[1], 3 * maps[0], rtol=1e-5, atol=1e-6)
-    assert torch.equal(before, torch.cat([p.flatten() for p in load_model(path).parameters()]))
+    assert torch.equal(before, torch.cat([p.flatten() for p in load_model(path).net.parameters()]))
     assert np.array_equal(restore_array(img, load_model(path)), restore_array(img, tiny_model))
 
 
@@ -109,7 +109,7 @@ def test_fail_on_suspect_exits_3(tmp_path, tiny_weights, monkeypatch):
     import mdeblur_cli.files as files
 
     cv2.imwrite(str(tmp_path / "n.png"), _flat_noise(side=48))
-    monkeypatch.setattr(files, "load_model", lambda *a, **k: NoiseAmplifier())
+    monkeypatch.setattr(files, "load_model", lambda *a, **k: LoadedModel(NoiseAmplifier(), "planted"))
     res = runner.invoke(app, ["restore", str(tmp_path / "n.png"), "-o", str(tmp_path / "o.png"), "--weights",
                               str(tiny_weights), "--trust", "--fail-on-suspect"])
     assert res.exit_code == 3, res.output

@@ -18,7 +18,8 @@ def test_round_trip_rebuilds_from_file_alone(tmp_path, arch, cfg):
     loaded = load_model(path)
     x = torch.rand(1, 3, 24, 24)
     with torch.no_grad():
-        assert torch.equal(model(x)[0], loaded(x)[0])
+        assert torch.equal(model(x)[0], loaded.net(x)[0])
+    assert loaded.arch == arch and loaded.provenance["iterations"] == 3 and not loaded.net.training
     meta = read_metadata(path)
     assert meta["arch"] == arch and meta["config"]["scale"] == 2 and meta["provenance"]["iterations"] == 3
 
@@ -72,5 +73,5 @@ def test_shipped_weights_match_manifest(name):
     assert manifest[name]["sha256"] == sha256(path)
     model = load_model(name)
     with torch.no_grad():
-        sr, _ = model(torch.rand(1, 3, 20, 20))
+        sr, _ = model.net(torch.rand(1, 3, 20, 20))
     assert sr.shape == (1, 3, 40, 40) and torch.isfinite(sr).all()
