@@ -32,13 +32,15 @@ def disk_kernel(radius_px: float, supersample: int = 8) -> torch.Tensor:
 
 
 def convolve(img: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
-    """Convolve each channel with a 2-D PSF, reflect-padded so borders are not darkened."""
+    """Convolve (C, H, W) or (B, C, H, W) channel by channel, reflect-padded so borders are not darkened: with one
+    2-D PSF (kh, kw) for every channel, or one per channel (C, kh, kw)."""
     squeeze = img.dim() == 3
     x = img[None] if squeeze else img
     c = x.shape[1]
-    ph, pw = psf.shape[0] // 2, psf.shape[1] // 2
+    ph, pw = psf.shape[-2] // 2, psf.shape[-1] // 2
     x = edge_pad(x, pw, pw, ph, ph)
-    w = psf.flip(0, 1).to(x)[None, None].expand(c, 1, *psf.shape)
+    w = psf.flip(-2, -1).to(x)
+    w = w[:, None] if psf.dim() == 3 else w[None, None].expand(c, 1, *psf.shape)
     out = F.conv2d(x, w, groups=c)
     return out[0] if squeeze else out
 

@@ -10,10 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .degrade import poisson_gaussian_noise
+from .degrade import convolve, poisson_gaussian_noise
 from .draws import chance, uniform
 from .errors import MdeblurError
-from .padding import edge_pad
 
 RGB_WAVELENGTHS_UM = (0.61, 0.54, 0.47)
 
@@ -120,15 +119,6 @@ def cached_rgb_psfs(dz_um: float, objective: Objective, pixel_um: float) -> torc
     return rgb_psfs(dz_um, objective, pixel_um)
 
 
-def convolve_channels(img: torch.Tensor, psfs: torch.Tensor) -> torch.Tensor:
-    """Convolve (C, H, W) channel c with psfs[c], reflect-padded."""
-    k = psfs.shape[-1]
-    p = k // 2
-    x = img[None]
-    x = edge_pad(x, p, p, p, p)
-    return F.conv2d(x, psfs.flip(-1, -2)[:, None].to(x), groups=img.shape[0])[0]
-
-
 @dataclass
 class SimulationSpec:
     """x5-defocus -> x10 pair physics (defaults: the paper's objectives, 6.5 um camera pixel)."""
@@ -173,9 +163,9 @@ def simulate_pair(
         dz_um *= 1 if chance(generator, 0.5) else -1
     h, w = specimen.shape[-2] // s * s, specimen.shape[-1] // s * s
     specimen = specimen[:, :h, :w]
-    hr = convolve_channels(specimen, cached_rgb_psfs(0.0, spec.objective_hr, hr_px)).clamp(0, 1)
+    hr = convolve(specimen, cached_rgb_psfs(0.0, spec.objective_hr, hr_px)).clamp(0, 1)
     lr_psfs = cached_rgb_psfs(dz_um, spec.objective_lr, hr_px)
-    lr = F.avg_pool2d(convolve_channels(specimen, lr_psfs)[None], s)[0].clamp(0, 1)
+    lr = F.avg_pool2d(convolve(specimen, lr_psfs)[None], s)[0].clamp(0, 1)
     if spec.peak is not None:
         lr = poisson_gaussian_noise(lr, spec.peak, spec.read_sigma, generator)
     meta = {"defocus_um": dz_um, "objective_lr": spec.objective_lr.to_dict(), "objective_hr": spec.objective_hr.to_dict(),

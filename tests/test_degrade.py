@@ -107,3 +107,16 @@ def test_dim_noise_and_encoding_are_seeded_pure_and_return_their_parameters():
     lo, hi = e["norm_lo"], e["norm_hi"]
     assert torch.allclose(t, (img - lo) / (hi - lo), atol=1e-5)
     assert torch.allclose(lr, (quantize(d1, 12) - lo) / (hi - lo), atol=1e-5)
+
+
+def test_convolve_takes_one_psf_or_one_per_channel():
+    from mdeblur_cli.degrade import convolve, disk_kernel, gaussian_kernel
+
+    img = torch.rand(3, 40, 36)
+    psfs = [gaussian_kernel(1.0, radius=4), disk_kernel(2.0), gaussian_kernel(2.0, radius=4)]
+    side = max(p.shape[-1] for p in psfs)
+    stack = torch.stack([torch.nn.functional.pad(p, [(side - p.shape[-1]) // 2] * 4) for p in psfs])
+    per_channel = convolve(img, stack)
+    for c, p in enumerate(psfs):
+        assert torch.allclose(per_channel[c], convolve(img[c : c + 1], p)[0], atol=1e-6)
+    assert per_channel.shape == img.shape
