@@ -1,6 +1,6 @@
 """Held-out validation figures of weights files on the training sources' validation strips (never reserved images).
 
-    python benchmarks/held_out.py WEIGHTS [WEIGHTS ...] [--config configs/soft-mdeblurgan.toml]
+    python benchmarks/held_out.py WEIGHTS [WEIGHTS ...] [--config configs/history/soft-mdeblurgan.toml]
 
 The validation pairs are built as in training from the given config (degradation mix, softened copies), so
 weights from different runs are compared on one and the same held-out set.
@@ -22,7 +22,7 @@ from mdeblur_cli.weights import load_model
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("weights", nargs="+")
-    ap.add_argument("--config", type=Path, default=Path("configs/soft-mdeblurgan.toml"))
+    ap.add_argument("--config", type=Path, default=Path("configs/history/soft-mdeblurgan.toml"))
     args = ap.parse_args()
     cfg = config_from_toml(args.config, {})
     _, val_src = split_sources(load_sources(cfg.data, cfg.scale)[0], cfg.scale)

@@ -50,6 +50,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
     threads: int | None = None
     init: str | None = None  # start from these weights (shipped name or path): fine-tuning
+    init_sha256: str | None = None  # the parent's sha256: checked before training, recorded by every run with init
     out: str = "runs/train"
     degradation: DegradationSpec = field(default_factory=DegradationSpec)
 
@@ -86,6 +87,10 @@ class TrainConfig:
         for name in ("deblur_weight", "ssim_weight", "perceptual_weight", "adversarial_weight"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name):g}: a loss weight is 0 or more")
+        if self.init_sha256 is not None and (self.init is None or len(self.init_sha256) != 64
+                                             or any(c not in "0123456789abcdef" for c in self.init_sha256)):
+            raise MdeblurError(f"init_sha256 {self.init_sha256}: give the 64 hex digits of the --init file's sha256 "
+                               "(and --init itself)")
         if self.adv_start < 0:
             raise MdeblurError(f"--adv-start {self.adv_start}: must be 0 or more")
         if not 0 <= self.seed < 2**31:

@@ -38,7 +38,7 @@ from .models import Discriminator, build_model, count_params, preset_config
 from .runlog import METRIC_COLUMNS, RunLog, read_metrics  # noqa: F401 (re-export)
 from .stacks import machine_memory
 from .vgg import find_vgg19_weights, load_vgg19_features
-from .weights import load_model, save_weights
+from .weights import load_model, resolve_weights, save_weights, sha256
 
 BALANCE_BATCHES = 4  # batches measured by --loss-balance auto
 
@@ -126,11 +126,22 @@ def _check_memory(cfg: TrainConfig, device: torch.device) -> None:
                            f"machine's {machine_memory() / 2**30:.0f} GiB")
 
 
-def _generator(cfg: TrainConfig) -> tuple[TrainConfig, torch.nn.Module]:
-    """The generator (fresh, or from --init) and the config resolved to it; `cfg` itself is never changed."""
+def _generator(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, torch.nn.Module]:
+    """The generator (fresh, or from --init) and the config resolved to it; `cfg` itself is never changed.
+
+    A fresh run from --init checks the file against `init_sha256` where the config names one, and records the
+    file's sha256 otherwise, so the lineage survives the parent being overwritten (a resumed run loads its
+    state instead, so its init file is not checked)."""
     if cfg.init is not None:
-        loaded = load_model(cfg.init)
-        cfg, model = replace(cfg, model=loaded.arch, scale=loaded.scale), loaded.net.train()
+        path = resolve_weights(cfg.init)
+        digest = sha256(path)
+        if not resume and cfg.init_sha256 not in (None, digest):
+            raise MdeblurError(f"--init {cfg.init}: its sha256 is {digest[:16]}..., but the config names the parent "
+                               f"{cfg.init_sha256[:16]}...; the file has been replaced since (the history configs "
+                               "say in which commit the parent was shipped: point --init at that version)")
+        loaded = load_model(path)
+        cfg = replace(cfg, model=loaded.arch, scale=loaded.scale, init_sha256=cfg.init_sha256 or digest)
+        model = loaded.net.train()
     else:
         overrides = {"scale": cfg.scale, **({"use_oa": cfg.use_oa} if cfg.model == "mdeblurgan" else {})}
         model = build_model(cfg.model, preset_config(cfg.model, cfg.preset, **overrides))
@@ -148,7 +159,7 @@ def _perceptual(cfg: TrainConfig, say) -> PerceptualLoss | None:
     return PerceptualLoss(load_vgg19_features(vgg_path), cfg.vgg_layer)
 
 
-def setup(cfg: TrainConfig, console=None) -> Run:
+def setup(cfg: TrainConfig, console=None, resume: bool = False) -> Run:
     """Device, seeds, networks, data, losses and optimisers of a fresh run (`resume_from` then loads a state)."""
     device = resolve_device(cfg.device)
     _check_memory(cfg, device)
@@ -161,7 +172,7 @@ def setup(cfg: TrainConfig, console=None) -> Run:
     for seed in (torch.manual_seed, random.seed, np.random.seed):
         seed(cfg.seed + dinfo.rank)
     say = (console.print if console is not None else print) if dinfo.main else (lambda *a, **k: None)
-    cfg, model = _generator(cfg)
+    cfg, model = _generator(cfg, resume)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -246,7 +257,7 @@ def provenance(run: Run) -> dict:
         "losses": run.losses.describe(), "vgg19": "used" if run.vgg_used else "absent",
         "batch_size": cfg.batch_size * run.dinfo.world, "patch_lr": cfg.patch, "learning_rate": cfg.learning_rate,
         "schedule": f"constant {cfg.decay_start:.0%}, then linear to {cfg.final_learning_rate:g}",
-        "seed": cfg.seed, "ema": cfg.ema, "precision": cfg.precision, "init": cfg.init,
+        "seed": cfg.seed, "ema": cfg.ema, "precision": cfg.precision, "init": cfg.init, "init_sha256": cfg.init_sha256,
         "command": " ".join(["mdeblur", *sys.argv[1:]]) if sys.argv and "mdeblur" in sys.argv[0] else None,
         "val_protocol": "right-most 20% of each training image, training degradation mix, 2 seeds"
         + (f", + {MICRO_VAL_COUNT} held-out simulated microscope pairs" if cfg.microscope_prob > 0 else ""),
@@ -330,7 +341,7 @@ PROGRESS = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.com
 
 def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     """Run (or resume) a training run; writes best/last weights, state.pt, metrics.csv, train.log under cfg.out."""
-    run = setup(cfg, console)
+    run = setup(cfg, console, resume)
     if resume:
         resume_from(run)
     elif run.cfg.loss_balance == "auto":

@@ -19,8 +19,8 @@ def _hr_folder(root, n=3, size=96):
 
 
 def _tiny(tmp_path, data, **kw):
-    return TrainConfig(data=str(data), iters=6, batch_size=2, patch=24, val_every=3, threads=1, device="cpu",
-                       preset="tiny", out=str(tmp_path / "run"), **kw)
+    return TrainConfig(**{"data": str(data), "iters": 6, "batch_size": 2, "patch": 24, "val_every": 3, "threads": 1,
+                          "device": "cpu", "preset": "tiny", "out": str(tmp_path / "run"), **kw})
 
 
 def test_learning_rate_schedule_is_the_papers_shape():
@@ -114,3 +114,35 @@ def test_epochs_load_the_data_once_and_set_the_iterations(tmp_path, monkeypatch)
     assert len(calls) == 1 and want > 1
     assert int(t.read_metrics(tmp_path / "run")[-1]["iter"]) == want
     assert cfg.epochs == 1 and cfg.iters == 6  # the caller's config is not changed
+
+
+def test_every_shipped_config_parses():
+    from pathlib import Path
+
+    from mdeblur_cli.config import config_from_toml
+
+    root = Path(__file__).resolve().parent.parent / "configs"
+    configs = sorted(root.rglob("*.toml"))
+    assert len(configs) >= 19
+    for path in configs:
+        cfg = config_from_toml(path, {})
+        assert cfg.init is None or cfg.init_sha256 is not None or path.stem.startswith("finetune"), path
+
+
+def test_init_is_checked_against_its_sha256_and_recorded(tmp_path):
+    from mdeblur_cli.models import build_model
+    from mdeblur_cli.weights import save_weights, sha256
+
+    from .conftest import TINY_MDEBLURGAN
+
+    parent = tmp_path / "parent.safetensors"
+    save_weights(parent, build_model("mdeblurgan", TINY_MDEBLURGAN), "mdeblurgan", {})
+    data = _hr_folder(tmp_path / "hr")
+    with pytest.raises(MdeblurError, match="replaced since"):
+        train(_tiny(tmp_path, data, init=str(parent), init_sha256="0" * 64))
+    train(_tiny(tmp_path, data, init=str(parent), iters=3))
+    want = sha256(parent)
+    assert read_metadata(tmp_path / "run" / "best.safetensors")["provenance"]["init_sha256"] == want
+    assert f'init_sha256 = "{want}"' in (tmp_path / "run" / "config.toml").read_text()
+    with pytest.raises(MdeblurError, match="64 hex digits"):
+        TrainConfig(init=str(parent), init_sha256="abc")
