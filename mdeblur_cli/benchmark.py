@@ -11,7 +11,7 @@ import torch
 
 from .data import Pair
 from .degrade import upscale_bicubic
-from .evaluation import evaluate, score  # noqa: F401 (score: re-export)
+from .evaluation import evaluate
 from .models import count_params
 from .restore import restore_float
 from .rl import richardson_lucy

@@ -92,7 +92,7 @@ def train(
     """Train M-Deblurgan (or the U-Net + SR baseline) on your own images; resumable, multi-GPU with torchrun.
 
     Every other option is a field of the training config (config.TrainConfig), with its default there."""
-    from .train import TrainConfig, check_run_folder, config_from_toml, config_to_toml
+    from .config import TrainConfig, check_run_folder, config_from_toml, config_to_toml
     from .train import train as run_training
 
     if print_config:

@@ -20,22 +20,15 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import distributed as ddp
-from .checkpoint import STATE_FILE, _rng_state, _set_rng_state, load_state, save_state  # noqa: F401 (re-export)
-from .config import (  # noqa: F401 (re-export)
-    RUN_FILES,
-    TRAIN_BYTES_PER_LR_PIXEL,
-    TrainConfig,
-    check_run_folder,
-    config_from_toml,
-    config_to_toml,
-)
+from .checkpoint import STATE_FILE, _rng_state, _set_rng_state, load_state, save_state
+from .config import TRAIN_BYTES_PER_LR_PIXEL, TrainConfig, config_to_toml
 from .data.train import MICRO_VAL_COUNT, PatchSampler, load_sources, split_sources, validation_set
 from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
 from .evaluation import validate
-from .losses import BALANCE_SHARE, LOG_MSE_EPS, Losses, PerceptualLoss  # noqa: F401 (re-export)
+from .losses import Losses, PerceptualLoss
 from .models import Discriminator, build_model, count_params, preset_config
-from .runlog import METRIC_COLUMNS, RunLog, read_metrics  # noqa: F401 (re-export)
+from .runlog import RunLog, read_metrics
 from .stacks import machine_memory
 from .vgg import find_vgg19_weights, load_vgg19_features
 from .weights import load_model, resolve_weights, save_weights, sha256

@@ -3,9 +3,10 @@ import csv
 import numpy as np
 import pytest
 
+from mdeblur_cli.config import TrainConfig
 from mdeblur_cli.errors import MdeblurError
 from mdeblur_cli.io import write_image
-from mdeblur_cli.train import TrainConfig, learning_rate_at, train
+from mdeblur_cli.train import learning_rate_at, train
 from mdeblur_cli.weights import load_model, read_metadata
 
 from .conftest import smooth_image
@@ -64,7 +65,7 @@ def test_log_mse_weights_patches_by_their_own_error():
     """log-mse: zero when exact, the mean of log1p(MSE_i/eps), and a smooth (low-error) patch pulls harder."""
     import torch
 
-    from mdeblur_cli.train import LOG_MSE_EPS, Losses
+    from mdeblur_cli.losses import LOG_MSE_EPS, Losses
 
     losses = Losses(TrainConfig(pixel_loss="log-mse"), None, None)
     target = torch.rand(2, 3, 8, 8)

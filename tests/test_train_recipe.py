@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from mdeblur_cli.cli import app
 from mdeblur_cli.io import write_image
-from mdeblur_cli.train import read_metrics
+from mdeblur_cli.runlog import read_metrics
 from mdeblur_cli.vgg import TORCHVISION_FILE, vgg19_features
 
 from .conftest import smooth_image
