@@ -36,11 +36,6 @@ class RestoredImage(nn.Module):
         return self.model(x)[0]
 
 
-def model_multiple(model: nn.Module) -> int:
-    """The input sides an export accepts: multiples of the network's downsampling grid."""
-    return int(getattr(model, "multiple", 8))
-
-
 def format_for(path: Path, fmt: str | None) -> str:
     """The format asked for, or the one the file name says (.onnx, .pt, .zip); refuses a mismatch."""
     by_suffix = next((f for f, sfx in SUFFIXES.items() if path.suffix.lower() in sfx), None)
@@ -59,8 +54,9 @@ def format_for(path: Path, fmt: str | None) -> str:
 def describe(model: LoadedModel) -> dict:
     """What a runtime needs to know to use the export, stored in the file."""
     from . import __version__
+    from .restore import Grid
 
-    multiple = model_multiple(model.net)
+    multiple = Grid.of(model.net).multiple  # the input sides an export accepts: the network's own grid
     return {"mdeblur_version": __version__, "arch": model.arch,
             "scale": model.scale, "input": f"float32 (N, 3, H, W), H and W multiples of {multiple}",
             "multiple": multiple,

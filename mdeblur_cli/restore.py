@@ -50,7 +50,8 @@ class Grid:
 
     @classmethod
     def of(cls, net: nn.Module) -> Grid:
-        return cls(getattr(net, "multiple", 1), getattr(net, "context", None) or CONTEXT)
+        """The network's declaration (every generator in models.ARCHS makes one); 8 and CONTEXT otherwise."""
+        return cls(getattr(net, "multiple", 8), getattr(net, "context", None) or CONTEXT)
 
     def up(self, n: int) -> int:
         """n rounded up to the grid."""
