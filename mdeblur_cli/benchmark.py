@@ -335,7 +335,7 @@ class Spec:
 
         unknown = next((m for m in self.methods if m not in METHODS), None)
         if unknown is not None:
-            raise MdeblurError(f"--methods: unknown method {unknown!r}")
+            raise MdeblurError(f"--methods: unknown method {unknown!r}; use {', '.join(METHODS)}")
         bad = next((c for c in self.conditions if c not in INPUT_CONDITIONS), None)
         if bad is not None:
             raise MdeblurError(f"--input-depth {bad}: use one of {', '.join(INPUT_CONDITIONS)}")

@@ -83,7 +83,7 @@ def main(
 def train(
     dataset: Annotated[str | None, typer.Argument(help="Folder of HR images, a paired folder with lr/ and hr/, or 'builtin'.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file; options given here override it.")] = None,
-    print_config: Annotated[bool, typer.Option("--print-config", help="Print the default config as TOML and exit.")] = False,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the config this command would run (the defaults, --config and the options given) as TOML, and exit.")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory from its state.pt (with --iters N: extend it to N iterations).")] = None,
     no_oa: Annotated[bool, typer.Option("--no-oa", help="Ablation: mdeblurgan without the optimal approximation module.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start afresh in an --out that already holds a run, replacing it.")] = False,
@@ -95,25 +95,39 @@ def train(
     from .config import TrainConfig, check_run_folder, config_from_toml, config_to_toml
     from .train import train as run_training
 
-    if print_config:
-        print(config_to_toml(TrainConfig()), end="")
-        return
     if resume is not None:
         if not (resume / "config.toml").is_file():
             raise MdeblurError(f"{resume}: not a run directory (no config.toml)")
+        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None
+                 and k not in ("iters", "device", "threads")] + ["DATASET"] * (dataset is not None) + \
+            ["--config"] * (config is not None) + ["--no-oa"] * no_oa
+        if given:
+            raise MdeblurError(f"--resume continues {resume} with its own config.toml: {', '.join(given)} cannot "
+                               "change it (only --iters, --device and --threads can); start a new run with --init "
+                               f"{resume / 'last.safetensors'} instead")
         cfg = config_from_toml(resume / "config.toml", {"out": str(resume), "device": options["device"],
                                                         "threads": options["threads"], "iters": options["iters"]})
+        if print_config:
+            print(config_to_toml(cfg), end="")
+            return
     else:
-        if dataset is None:
-            raise MdeblurError("train needs DATASET (a folder, or 'builtin'), --resume RUN_DIR or --print-config")
+        if dataset is None and config is None and not print_config:
+            raise MdeblurError("train needs DATASET (a folder, or 'builtin'), --config FILE, --resume RUN_DIR or "
+                               "--print-config")
         if options["epochs"] is not None and options["iters"] is not None:
             raise MdeblurError("give --iters or --epochs, not both")
-        data = None if dataset == "builtin" else str(Path(dataset).resolve())
-        overrides = {**options, "data": data, "use_oa": False if no_oa else None}
+        data = None if dataset in (None, "builtin") else str(Path(dataset).resolve())
+        init = options["init"]
+        if init is not None and Path(init).exists():  # a path, stored absolute like the data: the run's config
+            init = str(Path(init).resolve())          # then works from any folder (a shipped name stays a name)
+        overrides = {**options, "data": data, "init": init, "use_oa": False if no_oa else None}
         cfg = (config_from_toml(config, overrides) if config else
                TrainConfig(**{k: v for k, v in overrides.items() if v is not None}))
         if dataset == "builtin":
             cfg.data = None
+        if print_config:  # the config this command would run, with --config and the options applied
+            print(config_to_toml(cfg), end="")
+            return
         init, model = options["init"], options["model"]
         if init is not None and model is not None:
             from .weights import read_metadata
@@ -221,7 +235,7 @@ def benchmark(
     methods: Annotated[str, typer.Option(help="Comma-separated: bicubic, rl-sr, unet-sr, mdeblurgan, mdeblurgan-no-oa.")] = "bicubic,rl-sr,unet-sr,mdeblurgan",
     weights: Annotated[str, typer.Option(help="Weights for mdeblurgan.")] = "mdeblurgan-x2",
     unet_weights: Annotated[str, typer.Option(help="Weights for unet-sr.")] = "unet-sr-x2",
-    no_oa_weights: Annotated[str, typer.Option(help="Weights for the ablation without the optimal approximation module.")] = "mdeblurgan-no-oa-x2",
+    no_oa_weights: Annotated[str, typer.Option(help="Weights for the ablation without the optimal approximation module (not shipped: train them with `mdeblur train --config configs/ablation-no-oa.toml`).")] = "mdeblurgan-no-oa-x2",
     sigma: Annotated[float, typer.Option(help="Gaussian sigma (low-res px) of the FIRE protocol.")] = 1.5,
     psf: Annotated[str | None, typer.Option(help="PSF for rl-sr: gaussian:SIGMA (LR px), disk:R, defocus:DZ_UM (x5/NA 0.12) or a file. Default: the data's own PSF, else a grid search.")] = None,
     rl_iters: Annotated[int, typer.Option(help="Richardson-Lucy iterations.")] = 30,
@@ -376,7 +390,7 @@ def runs_compare(
     output: Annotated[Path, typer.Option("-o", "--output", help="The PNG to write.")] = Path("runs/training_curve.png"),
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --output.")] = False,
 ) -> None:
-    """Plot the validation PSNR of training runs against their iterations, one curve per run."""
+    """Plot the validation PSNR of training runs against their epochs, one curve per run."""
     from .figures import training_curve
     from .paths import check_new_file
     from .runlog import read_metrics

@@ -87,10 +87,12 @@ class TrainConfig:
         for name in ("deblur_weight", "ssim_weight", "perceptual_weight", "adversarial_weight"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name):g}: a loss weight is 0 or more")
-        if self.init_sha256 is not None and (self.init is None or len(self.init_sha256) != 64
-                                             or any(c not in "0123456789abcdef" for c in self.init_sha256)):
-            raise MdeblurError(f"init_sha256 {self.init_sha256}: give the 64 hex digits of the --init file's sha256 "
-                               "(and --init itself)")
+        if self.init_sha256 is not None:
+            self.init_sha256 = self.init_sha256.lower()
+            if self.init is None:
+                raise MdeblurError("init_sha256 names a parent, but init (the parent's file) is not given")
+            if len(self.init_sha256) != 64 or any(c not in "0123456789abcdef" for c in self.init_sha256):
+                raise MdeblurError(f"init_sha256 {self.init_sha256}: give the 64 hex digits of the init file's sha256")
         if self.adv_start < 0:
             raise MdeblurError(f"--adv-start {self.adv_start}: must be 0 or more")
         if not 0 <= self.seed < 2**31:
@@ -134,6 +136,9 @@ def check_run_folder(out: Path, data: str | None, overwrite: bool) -> None:
     from .paths import check_output_folder
 
     inputs = [Path(data)] if data is not None else []
+    if (out / "state.pt").is_file() and not overwrite:
+        raise MdeblurError(f"{out}: holds a training run; continue it with --resume {out}, give --overwrite to "
+                           "start afresh there, or choose another --out")
     check_output_folder(out, [out], inputs, overwrite, [out / f for f in RUN_FILES], "--out")
 
 
@@ -148,10 +153,10 @@ def _toml_value(v) -> str:
 
 
 def config_to_toml(cfg: TrainConfig) -> str:
-    """The config as TOML (None values are left out)."""
+    """The config as TOML; a key that is not set (None) is written as a comment, so every key is named."""
     d = asdict(cfg)
     deg = d.pop("degradation")
-    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if v is not None]
+    lines = [f"{k} = {_toml_value(v)}" if v is not None else f"# {k} = (not set)" for k, v in d.items()]
     lines += ["", "[degradation]", *(f"{k} = {_toml_value(v)}" for k, v in deg.items())]
     return "\n".join(lines) + "\n"
 
@@ -169,5 +174,8 @@ def config_from_toml(path: Path, overrides: dict) -> TrainConfig:
     if unknown:
         raise MdeblurError(f"{path}: unknown config keys {', '.join(sorted(unknown))}")
     deg = raw.pop("degradation", {})
+    unknown = set(deg) - {f.name for f in fields(DegradationSpec)}
+    if unknown:
+        raise MdeblurError(f"{path}: unknown [degradation] keys {', '.join(sorted(unknown))}")
     spec = DegradationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in deg.items()})
     return TrainConfig(**{**raw, **{k: v for k, v in overrides.items() if v is not None}, "degradation": spec})

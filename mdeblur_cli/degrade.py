@@ -152,6 +152,21 @@ class DegradationSpec:
     jpeg_quality_range: tuple[int, int] = (60, 95)
     percentiles: tuple[float, float] = (0.1, 99.9)  # as restore's default
 
+    def __post_init__(self) -> None:
+        from .errors import MdeblurError
+
+        for name in ("protocol_prob", "disk_prob", "noise_prob", "dim_prob", "bits8_prob", "bits12_prob", "jpeg_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise MdeblurError(f"[degradation] {name} = {getattr(self, name):g}: a share lies in [0, 1]")
+        if self.bits8_prob + self.bits12_prob > 1:
+            raise MdeblurError(f"[degradation] bits8_prob + bits12_prob = {self.bits8_prob + self.bits12_prob:g}: "
+                               "at most 1 (the rest is float)")
+        for name in ("protocol_sigma_range", "sigma_range", "disk_range", "peak_range", "dim_gain_range",
+                     "jpeg_quality_range", "percentiles"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise MdeblurError(f"[degradation] {name} = [{lo:g}, {hi:g}]: give [low, high] with 0 <= low <= high")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -143,7 +143,7 @@ def training_curve(runs: dict[str, list[dict]], path: Path, width: int = 640, he
             cv2.line(img, px(x0, yv), px(x1, yv), (225, 225, 225), 1)
             cv2.putText(img, f"{yv:.1f}", (5, px(x0, yv)[1] + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
             xv = x0 + (x1 - x0) * i / 4
-            cv2.putText(img, f"{xv:.0f}", (px(xv, y0)[0] - 8, height - bottom + 16), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(img, f"{xv:.{0 if x1 - x0 >= 8 else 2}f}", (px(xv, y0)[0] - 8, height - bottom + 16), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.rectangle(img, px(x0, y1), px(x1, y0), (0, 0, 0), 1)
         xlabel = "epoch" if all(r.get("epoch") for rows in runs.values() for r in rows) else "iteration"
         cv2.putText(img, xlabel, (width // 2 - 20, height - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)

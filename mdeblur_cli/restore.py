@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -395,6 +396,11 @@ def restore_stack(
     With `trust`, the predicted-error map of the whole array (float32, the output's shape and axes, file units)
     is appended to trust.maps (replacing the per-plane maps), and one summary per plane to trust.summaries.
     """
+    from .weights import LoadedModel
+
+    if not isinstance(model, LoadedModel):
+        raise TypeError(f"model: give what load_model returns (a LoadedModel; LoadedModel(net, arch) wraps a network "
+                        f"of your own), not {type(model).__name__}")
     data = check_dtype("restore_array", np.asarray(data))
     axes = check_axes(axes, data.shape)
     device = resolve_device(device) if isinstance(device, str) else device
@@ -439,6 +445,9 @@ def restore_array(
     percentiles default to the model's own) and mapped back by the exact inverse into the input's scale,
     clipped only at the dtype's limits. `channels`: auto, rgb or independent; `alpha`: the last channel is alpha.
     """
+    if isinstance(array, str | Path):
+        raise TypeError(f"restore_array takes an array, not the path {array}: restore a file with "
+                        "mdeblur_cli.files.restore_file, or read it first")
     array = np.asarray(array)
     if axes is None:
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] > 4):

@@ -27,7 +27,7 @@ from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
 from .evaluation import validate
 from .losses import Losses, PerceptualLoss
-from .models import Discriminator, build_model, count_params, preset_config
+from .models import ARCHS, Discriminator, build_model, count_params, preset_config
 from .runlog import RunLog, read_metrics
 from .stacks import machine_memory
 from .vgg import find_vgg19_weights, load_vgg19_features
@@ -129,11 +129,15 @@ def _generator(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, torch.nn.Mo
         path = resolve_weights(cfg.init)
         digest = sha256(path)
         if not resume and cfg.init_sha256 not in (None, digest):
-            raise MdeblurError(f"--init {cfg.init}: its sha256 is {digest[:16]}..., but the config names the parent "
-                               f"{cfg.init_sha256[:16]}...; the file has been replaced since (the history configs "
-                               "say in which commit the parent was shipped: point --init at that version)")
+            raise MdeblurError(f"--init {cfg.init}: its sha256 is {digest}, but the config's init_sha256 is "
+                               f"{cfg.init_sha256}: this is not the parent the config names (for the configs in "
+                               "configs/history/, the commit that shipped the parent is given beside it)")
         loaded = load_model(path)
-        cfg = replace(cfg, model=loaded.arch, scale=loaded.scale, init_sha256=cfg.init_sha256 or digest)
+        built = {k: v for k, v in loaded.net.cfg.to_dict().items() if k not in ("scale", "use_oa")}
+        preset = next((name for name, p in ARCHS[loaded.arch].presets.items()
+                       if {k: v for k, v in p.to_dict().items() if k not in ("scale", "use_oa")} == built), cfg.preset)
+        cfg = replace(cfg, model=loaded.arch, scale=loaded.scale, preset=preset,
+                      use_oa=getattr(loaded.net.cfg, "use_oa", cfg.use_oa), init_sha256=cfg.init_sha256 or digest)
         model = loaded.net.train()
     else:
         overrides = {"scale": cfg.scale, **({"use_oa": cfg.use_oa} if cfg.model == "mdeblurgan" else {})}

@@ -165,3 +165,10 @@ def test_several_windows_per_pass_give_the_same_image(tiny_net):
                        batch=batch)
         outs.append(out)
     assert np.abs(outs[0] - outs[1]).max() < 1e-5
+
+
+def test_the_python_api_names_a_wrong_argument(tiny_model, tiny_net):
+    with pytest.raises(TypeError, match="not the path"):
+        restore_array("cells.png", tiny_model)
+    with pytest.raises(TypeError, match="give what load_model returns"):
+        restore_array(np.zeros((16, 16), np.uint8), tiny_net)

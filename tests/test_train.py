@@ -139,11 +139,27 @@ def test_init_is_checked_against_its_sha256_and_recorded(tmp_path):
     parent = tmp_path / "parent.safetensors"
     save_weights(parent, build_model("mdeblurgan", TINY_MDEBLURGAN), "mdeblurgan", {})
     data = _hr_folder(tmp_path / "hr")
-    with pytest.raises(MdeblurError, match="replaced since"):
+    with pytest.raises(MdeblurError, match="not the parent the config names"):
         train(_tiny(tmp_path, data, init=str(parent), init_sha256="0" * 64))
     train(_tiny(tmp_path, data, init=str(parent), iters=3))
     want = sha256(parent)
     assert read_metadata(tmp_path / "run" / "best.safetensors")["provenance"]["init_sha256"] == want
-    assert f'init_sha256 = "{want}"' in (tmp_path / "run" / "config.toml").read_text()
+    written = (tmp_path / "run" / "config.toml").read_text()
+    assert f'init_sha256 = "{want}"' in written and 'preset = "tiny"' in written  # the network the file holds
     with pytest.raises(MdeblurError, match="64 hex digits"):
         TrainConfig(init=str(parent), init_sha256="abc")
+    with pytest.raises(MdeblurError, match="init .* is not given"):
+        TrainConfig(init_sha256=want)
+    assert TrainConfig(init=str(parent), init_sha256=want.upper()).init_sha256 == want
+
+
+def test_degradation_keys_and_values_are_checked(tmp_path):
+    from mdeblur_cli.config import config_from_toml
+
+    path = tmp_path / "c.toml"
+    path.write_text("iters = 5\n\n[degradation]\nbits8_prb = 0.1\n")
+    with pytest.raises(MdeblurError, match="unknown \\[degradation\\] keys bits8_prb"):
+        config_from_toml(path, {})
+    path.write_text("iters = 5\n\n[degradation]\nbits8_prob = 1.5\n")
+    with pytest.raises(MdeblurError, match="bits8_prob = 1.5"):
+        config_from_toml(path, {})
