@@ -24,7 +24,7 @@ def child(side: int, work: Path) -> None:
     import tifffile
     from rich.console import Console
 
-    from mdeblur_cli.files import RestoreJob, restore_files
+    from mdeblur_cli.batch import RestoreJob, restore_files
     from mdeblur_cli.models import build_model
     from mdeblur_cli.weights import save_weights
 

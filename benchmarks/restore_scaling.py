@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 
 from mdeblur_cli import cluster
-from mdeblur_cli.files import RestoreJob, restore_files
+from mdeblur_cli.batch import RestoreJob, restore_files
 from mdeblur_cli.restore import restore_array
 from mdeblur_cli.stacks import Meta, Series, write_series
 from mdeblur_cli.weights import load_model

@@ -197,7 +197,7 @@ def restore(
     threads_per_worker: Annotated[int | None, typer.Option(help="--cluster local: threads per worker. \\[default: 1]")] = None,
 ) -> None:
     """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
-    from .files import RestoreJob, restore_files
+    from .batch import RestoreJob, restore_files
     from .io import atomic_write
     from .paths import check_folder_path
 

@@ -143,7 +143,8 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
     """One file on a worker: the in-process stages (read, restore, write atomically); errors come back as text."""
     import torch
 
-    from .files import RestoreJob, compute_file, load_file, write_file
+    from .batch import RestoreJob
+    from .files import compute_file, load_file, write_file
 
     j = RestoreJob(**job)
     threads = int(os.environ.get("MDEBLUR_WORKER_THREADS", "0"))
@@ -393,7 +394,7 @@ def run(job, plan: list[tuple[Path, Path]], console, records: list, skipped: int
 
     from rich.progress import Progress
 
-    from .files import PROGRESS_COLUMNS
+    from .batch import PROGRESS_COLUMNS
     from .io import atomic_write
 
     plan = [(Path(s).resolve(), Path(d).resolve()) for s, d in plan]

@@ -45,7 +45,7 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, tiny_weights,
 
 def test_many_files_on_a_local_cluster_load_the_model_once_per_worker(tmp_path, tiny_weights):
     from mdeblur_cli import cluster
-    from mdeblur_cli.files import RestoreJob
+    from mdeblur_cli.batch import RestoreJob
 
     src = _images(tmp_path / "in", 8)
     (src / "bad.png").write_text("not an image")
@@ -68,7 +68,7 @@ def test_a_killed_worker_changes_nothing_in_the_outputs(tmp_path, tiny_weights):
     from distributed import wait
 
     from mdeblur_cli import cluster
-    from mdeblur_cli.files import RestoreJob
+    from mdeblur_cli.batch import RestoreJob
 
     src = _images(tmp_path / "in", 12, side=160)
     job = RestoreJob(inputs=[], weights=str(tiny_weights))
@@ -146,8 +146,8 @@ def test_a_worker_on_another_version_is_one_clear_error(monkeypatch):
 
 def test_losing_every_worker_is_a_clear_error_not_a_hang(tmp_path, tiny_weights, monkeypatch):
     from mdeblur_cli import cluster
+    from mdeblur_cli.batch import RestoreJob
     from mdeblur_cli.errors import MdeblurError
-    from mdeblur_cli.files import RestoreJob
 
     monkeypatch.setattr(cluster, "NO_WORKERS_S", 3)
     src = _images(tmp_path / "in", 40, side=256)

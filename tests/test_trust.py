@@ -106,10 +106,10 @@ def test_fail_on_suspect_exits_3(tmp_path, tiny_weights, monkeypatch):
     """A planted noise amplifier on a flat noise field: suspect, so --fail-on-suspect exits 3 (outputs kept)."""
     import cv2
 
-    import mdeblur_cli.files as files
+    import mdeblur_cli.batch as batch
 
     cv2.imwrite(str(tmp_path / "n.png"), _flat_noise(side=48))
-    monkeypatch.setattr(files, "load_model", lambda *a, **k: LoadedModel(NoiseAmplifier(), "planted"))
+    monkeypatch.setattr(batch, "load_model", lambda *a, **k: LoadedModel(NoiseAmplifier(), "planted"))
     res = runner.invoke(app, ["restore", str(tmp_path / "n.png"), "-o", str(tmp_path / "o.png"), "--weights",
                               str(tiny_weights), "--trust", "--fail-on-suspect"])
     assert res.exit_code == 3, res.output
