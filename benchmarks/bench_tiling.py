@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from mdeblur_cli.io import read_image, to_float
-from mdeblur_cli.restore import restore_float
+from mdeblur_cli.tiling import restore_float
 from mdeblur_cli.weights import load_model
 
 

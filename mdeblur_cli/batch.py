@@ -23,12 +23,9 @@ from .files import compute_file, load_file, trust_path, write_file
 from .io import is_image, list_images
 from .normalize import MODES, Normalization
 from .paths import check_folder_path
-from .restore import (
-    CHANNEL_MODES,
-    DEFAULT_TILE,
-    MIN_TILE,
-)
+from .restore import CHANNEL_MODES
 from .stacks import WRITE_EXT, split_name
+from .tiling import DEFAULT_TILE, MIN_TILE
 from .trust import SUSPECT_SHARE
 from .trust import line as trust_line
 from .weights import LoadedModel, load_model

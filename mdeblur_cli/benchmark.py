@@ -13,8 +13,8 @@ from .data import Pair
 from .degrade import upscale_bicubic
 from .evaluation import evaluate
 from .models import count_params
-from .restore import restore_float
 from .rl import richardson_lucy
+from .tiling import restore_float
 from .weights import LoadedModel
 
 

@@ -203,7 +203,7 @@ def rdf(info: dict, name: str, files: dict[str, Path], context: int) -> dict:
 def export_bioimageio(model: LoadedModel, path: Path, name: str = "mdeblurgan-x2") -> dict:
     """Write the package's files into a zip at `path` (not atomically: `export` wraps this)."""
     from .export import RestoredImage, _export_onnx, _export_torchscript, describe
-    from .restore import Grid
+    from .tiling import Grid
 
     info = describe(model)
     net = RestoredImage(model.net.cpu().eval()).eval()

@@ -295,7 +295,7 @@ def restore_window(src: str, win: tuple[int, int, int, int], shape: tuple[int, i
     import torch
 
     from .normalize import Normalization
-    from .restore import _forward, to_device
+    from .tiling import _forward, to_device
 
     net = worker_model(weights).net
     y0, y1, x0, x1 = win
@@ -313,7 +313,8 @@ def write_chunk(dst: str, region: tuple[int, int, int, int], padded: tuple[int, 
     import zarr
 
     from .normalize import Normalization
-    from .restore import _cast, _map_back, edge_weights
+    from .restore import _cast, _map_back
+    from .tiling import edge_weights
 
     r0, r1, c0, c1 = region
     hp, wp = padded
@@ -343,8 +344,8 @@ def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: 
     The windows, weights and normalisation are the in-process restore's, so the result equals it (to float
     rounding). Output chunks (CHUNK output px) are each written by one task."""
     from .normalize import choose
-    from .restore import BLEND, Grid, windows
     from .stacks import Series, meta_only, zarr_create
+    from .tiling import BLEND, Grid, windows
     from .weights import load_model
 
     model = load_model(weights)
@@ -357,7 +358,7 @@ def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: 
     hp, wp, tile = grid.up(h), grid.up(w), grid.tile(tile)
     wins = list(windows(hp, wp, tile, grid)) if max(hp, wp) > tile + 2 * ctx + BLEND else None
     if wins is None:
-        from .restore import Window
+        from .tiling import Window
 
         wins = [Window(0, hp, 0, wp)]
     meta = meta_only(src).scaled(s)

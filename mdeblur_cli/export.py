@@ -54,7 +54,7 @@ def format_for(path: Path, fmt: str | None) -> str:
 def describe(model: LoadedModel) -> dict:
     """What a runtime needs to know to use the export, stored in the file."""
     from . import __version__
-    from .restore import Grid
+    from .tiling import Grid
 
     multiple = Grid.of(model.net).multiple  # the input sides an export accepts: the network's own grid
     return {"mdeblur_version": __version__, "arch": model.arch,

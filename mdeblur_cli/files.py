@@ -16,14 +16,9 @@ from .errors import MdeblurError
 from .io import atomic_write
 from .normalize import Normalization
 from .paths import check_folder_path
-from .restore import (
-    DEFAULT_TILE,
-    TrustRequest,
-    choose_channels,
-    nonfinite_mask,
-    restore_stack,
-)
+from .restore import TrustRequest, choose_channels, nonfinite_mask, restore_stack
 from .stacks import Meta, Series, check_writable, lost_metadata, read_series, split_name, write_series
+from .tiling import DEFAULT_TILE
 from .weights import LoadedModel
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .normalize import Normalization, choose, dtype_range
-from .restore import BLEND, Grid, _forward, _spans, edge_weights, to_device
+from .tiling import BLEND, Grid, _forward, _spans, edge_weights, to_device
 
 STREAM_MIN_PIXELS = 4096 * 4096  # larger gray or RGB TIFFs restored to TIFF stream
 OUT_TILE = 256  # output TIFF tile side

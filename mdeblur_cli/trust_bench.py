@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import trust as tr
-from .restore import restore_float
+from .tiling import restore_float
 from .weights import LoadedModel
 
 TILE = 16
