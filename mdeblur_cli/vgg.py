@@ -1,4 +1,4 @@
-"""VGG19 `features` in torchvision's key layout, its weight loader, and the perceptual loss."""
+"""VGG19 `features` in torchvision's key layout and its weight loader (the perceptual loss is in losses.py)."""
 
 from __future__ import annotations
 
