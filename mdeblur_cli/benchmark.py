@@ -25,6 +25,7 @@ class Method:
     name: str
     run: Callable[[Pair], torch.Tensor]
     params: int | None = None
+    weights: str | None = None  # the shipped name or path a learned method was loaded from
 
 
 def bicubic_method(scale: int) -> Method:
@@ -47,12 +48,13 @@ def rl_method(scale: int, iterations: int = 30, psf: torch.Tensor | None = None)
     return Method("rl-sr", run)
 
 
-def model_method(name: str, model: LoadedModel, device: torch.device, tile: int = 512) -> Method:
+def model_method(name: str, model: LoadedModel, device: torch.device, tile: int = 512,
+                 weights: str | None = None) -> Method:
     def run(p: Pair) -> torch.Tensor:
         out = restore_float(model.net, p.lr.permute(1, 2, 0).numpy(), tile=tile, device=device, clip=False)
         return torch.from_numpy(out).permute(2, 0, 1)
 
-    return Method(name, run, count_params(model.net))
+    return Method(name, run, count_params(model.net), weights)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def run_benchmark(
             if p.name in kept:
                 kept[p.name][m.name] = r.output.clamp(0, 1).permute(1, 2, 0).numpy()
         row = {
-            "method": m.name, "psnr": float(np.mean(ps)), "psnr_std": float(np.std(ps)),
+            "method": m.name, "weights": m.weights, "psnr": float(np.mean(ps)), "psnr_std": float(np.std(ps)),
             "ssim": float(np.mean(ss)), "ssim_std": float(np.std(ss)), "params": m.params,
             "seconds_per_mpix": seconds / mpix if mpix else math.nan, "n_images": len(pairs), "per_image": per_image,
         }
@@ -373,10 +375,11 @@ def build_methods(spec: Spec, evalset, pairs: list[Pair], device: torch.device,
                 rl_psf = {"source": "dataset", "psf": "each pair's known PSF"}
             methods.append(rl_method(spec.scale, spec.rl_iters, fixed))
         else:
-            model = load_model(spec.weights[name], device)
+            weights = spec.weights[name]
+            model = load_model(weights, device)
             if spec.self_ensemble:
                 name, model = name + "+", model.self_ensemble()
-            methods.append(model_method(name, model, device))
+            methods.append(model_method(name, model, device, weights=weights))
     return methods, rl_psf
 
 

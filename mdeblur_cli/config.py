@@ -121,7 +121,7 @@ OPTION_HELP = {
     "checkpoint_every": "Write state.pt every N iterations.",
     "device": "auto, cpu, cuda, cuda:N or mps.",
     "precision": "fp32, or bf16/fp16 autocast on CUDA.",
-    "threads": "CPU threads for torch.",
+    "threads": "CPU threads for torch (not set: torch's own choice, usually every core).",
     "seed": "Random seed.",
     "init": "Fine-tune: start from these weights (shipped name or path).",
     "out": "Run directory for weights and logs.",

@@ -100,6 +100,7 @@ def test_cli_json_shape_and_figure(tmp_path, tiny_weights):
     row = rep["results"][1]
     assert {"method", "psnr", "psnr_std", "ssim", "ssim_std", "params", "seconds_per_mpix", "n_images"} <= set(row)
     assert row["n_images"] == 1 and fig.exists() and "| mdeblurgan |" in (tmp_path / "r.md").read_text()
+    assert row["weights"] == str(tiny_weights) and rep["results"][0]["weights"] is None  # which file was scored
 
 
 def test_cli_stand_in_notice_and_bad_method(tmp_path):
@@ -107,7 +108,7 @@ def test_cli_stand_in_notice_and_bad_method(tmp_path):
                               "--data-root", str(tmp_path)])
     assert res.exit_code == 0 and "STAND-IN" in res.output
     res = runner.invoke(app, ["benchmark", "--methods", "magic"])
-    assert res.exit_code == 2 and "magic" in res.output
+    assert res.exit_code == 2 and "magic" in res.output and "rl-sr" in res.output  # the valid ones named
 
 
 def test_plot_params_without_matplotlib_fails_before_writing(tmp_path, monkeypatch):
