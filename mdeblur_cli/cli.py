@@ -147,17 +147,19 @@ def train(
 def _config_options(command) -> None:
     """Give `command` one --option per config.OPTION_HELP field: its type from TrainConfig (None: not given),
     its help with the dataclass's default, so neither is written twice."""
+    import dataclasses
     import inspect
     import typing
 
     from .config import OPTION_HELP, TrainConfig
 
-    hints, defaults = typing.get_type_hints(TrainConfig), TrainConfig()
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # not TrainConfig(): no torch import
     fixed = [q for q in inspect.signature(command, eval_str=True).parameters.values() if q.kind != q.VAR_KEYWORD]
     added = []
     for name, text in OPTION_HELP.items():
         base = next(t for t in (*typing.get_args(hints[name]), hints[name]) if t is not type(None))
-        default = getattr(defaults, name)
+        default = defaults[name]
         option = typer.Option(help=text + (f" \\[default: {default}]" if default is not None else ""))  # \\[: not markup
         added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                        annotation=Annotated[base | None, option]))

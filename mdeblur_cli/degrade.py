@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .config import DegradationSpec
 from .draws import chance, log_uniform, uniform, unit
 from .padding import edge_pad
 
@@ -121,54 +121,6 @@ def percentile_normalize(
     norm = choose(lr.detach().cpu().permute(1, 2, 0).numpy(), "percentile", percentiles)
     return (norm.apply(lr), tuple(norm.apply(t) for t in targets),
             {"normalize": norm.mode, "norm_lo": norm.lo, "norm_hi": norm.hi})
-
-
-@dataclass
-class DegradationSpec:
-    """The random degradation mix used for training (blur sizes in low-res pixels).
-
-    After the blur, a patch is dimmed onto a dark offset (dim_prob), gets Poisson-Gaussian noise (noise_prob, in
-    every branch), is stored as a user's file would be (8-bit, JPEG, 12-bit or float) and normalised as
-    `restore --normalize auto` does: 8-bit by its range, everything else by percentiles; the targets get the
-    same intensity mapping.
-    """
-
-    scale: int = 2
-    protocol_prob: float = 0.5  # share of Gaussian blur near the paper's FIRE protocol
-    protocol_sigma_range: tuple[float, float] = (1.2, 1.8)
-    sigma_range: tuple[float, float] = (0.6, 2.4)  # Gaussian blur of the broad share
-    disk_prob: float = 0.25  # share of defocus disks instead of Gaussians
-    disk_range: tuple[float, float] = (1.0, 3.5)  # defocus disk radius
-    noise_prob: float = 0.5  # share with Poisson-Gaussian noise (of the broad share only if not noise_all_branches)
-    peak_range: tuple[float, float] = (50.0, 5000.0)  # photons at white
-    read_sigma_max: float = 0.01
-    noise_all_branches: bool = True  # False: the FIRE-protocol share stays noise-free (phases A-H)
-    dim_prob: float = 0.25  # share of dim images on a dark offset
-    dim_gain_range: tuple[float, float] = (0.05, 1.0)  # content's share of the range (log-uniform)
-    dim_offset_max: float = 0.1  # dark offset, fraction of the range
-    bits8_prob: float = 0.6  # share stored as 8-bit files (range-normalised)
-    bits12_prob: float = 0.15  # share stored as 12-bit (percentile-normalised); the rest float (percentile)
-    jpeg_prob: float = 0.25  # of the 8-bit share: JPEG-compressed
-    jpeg_quality_range: tuple[int, int] = (60, 95)
-    percentiles: tuple[float, float] = (0.1, 99.9)  # as restore's default
-
-    def __post_init__(self) -> None:
-        from .errors import MdeblurError
-
-        for name in ("protocol_prob", "disk_prob", "noise_prob", "dim_prob", "bits8_prob", "bits12_prob", "jpeg_prob"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise MdeblurError(f"[degradation] {name} = {getattr(self, name):g}: a share lies in [0, 1]")
-        if self.bits8_prob + self.bits12_prob > 1:
-            raise MdeblurError(f"[degradation] bits8_prob + bits12_prob = {self.bits8_prob + self.bits12_prob:g}: "
-                               "at most 1 (the rest is float)")
-        for name in ("protocol_sigma_range", "sigma_range", "disk_range", "peak_range", "dim_gain_range",
-                     "jpeg_quality_range", "percentiles"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi:
-                raise MdeblurError(f"[degradation] {name} = [{lo:g}, {hi:g}]: give [low, high] with 0 <= low <= high")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def random_dim(

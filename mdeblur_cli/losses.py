@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrainConfig
+from .config import DEFAULT_LAYER, TrainConfig
 from .metrics import ssim
-from .vgg import DEFAULT_LAYER, IMAGENET_MEAN, IMAGENET_STD
+from .vgg import IMAGENET_MEAN, IMAGENET_STD
 
 LOG_MSE_EPS = 1e-6  # 'log-mse' floor: patches beyond 60 dB stop pulling
 BALANCE_SHARE = 0.10  # share of the MSE and of the SSIM term in the combined loss (paper: 5-15%)

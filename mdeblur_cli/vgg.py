@@ -15,8 +15,6 @@ CFG_E = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# phi_{5,4}: the 4th convolution after the 4th pooling (conv5_4), taken before its ReLU as in ESRGAN.
-DEFAULT_LAYER = 34
 
 
 def vgg19_features() -> nn.Sequential:

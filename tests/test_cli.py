@@ -221,3 +221,14 @@ def test_train_options_come_from_the_config_with_its_defaults():
     default = TrainConfig()
     for name in ("iters", "batch_size", "patch", "model", "learning_rate"):
         assert f"[default: {getattr(default, name)}]" in text, name
+
+
+def test_the_command_line_starts_without_torch():
+    """`mdeblur --help` and the commands' option lists are built without importing torch (2-3 s of start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.main import get_command; from mdeblur_cli.cli import app; "
+            "get_command(app); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
