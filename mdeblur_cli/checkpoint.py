@@ -42,7 +42,8 @@ def save_state(path: Path, state: dict) -> None:
 
 def load_state(path: Path) -> dict:
     if not path.is_file():
-        raise MdeblurError(f"{path.parent}: no {STATE_FILE} to resume from")
+        raise MdeblurError(f"{path.parent}: no {STATE_FILE} to resume from (a run stopped before its first "
+                           "checkpoint: start it afresh with --overwrite)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

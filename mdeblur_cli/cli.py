@@ -100,7 +100,7 @@ def train(
             raise MdeblurError(f"{resume}: not a run directory (no config.toml)")
         given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None
                  and k not in ("iters", "device", "threads")] + ["DATASET"] * (dataset is not None) + \
-            ["--config"] * (config is not None) + ["--no-oa"] * no_oa
+            ["--config"] * (config is not None) + ["--no-oa"] * no_oa + ["--overwrite"] * overwrite
         if given:
             raise MdeblurError(f"--resume continues {resume} with its own config.toml: {', '.join(given)} cannot "
                                "change it (only --iters, --device and --threads can); start a new run with --init "
@@ -125,8 +125,13 @@ def train(
                TrainConfig(**{k: v for k, v in overrides.items() if v is not None}))
         if dataset == "builtin":
             cfg.data = None
+        if cfg.init is not None and (options["preset"] is not None or no_oa):
+            raise MdeblurError(f"--init {cfg.init}: fine-tuning keeps the network the file holds; drop "
+                               f"{'--preset' if options['preset'] is not None else '--no-oa'}")
         if print_config:  # the config this command would run, with --config and the options applied
-            print(config_to_toml(cfg), end="")
+            note = ("# model, preset, use_oa and init_sha256 are taken from the init file when the run starts\n"
+                    if cfg.init is not None else "")
+            print(note + config_to_toml(cfg), end="")
             return
         init, model = options["init"], options["model"]
         if init is not None and model is not None:

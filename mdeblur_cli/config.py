@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import MdeblurError
@@ -14,6 +14,30 @@ from .errors import MdeblurError
 # (conv5_4), taken before its ReLU as in ESRGAN.
 DEFAULT_LAYER = 34
 TRAIN_BYTES_PER_LR_PIXEL = 20_000  # training memory per low-res patch pixel (measured ~4.7 kB, small preset)
+
+
+def _check_types(obj, where: str) -> None:
+    """Each field of a config dataclass holds its default's kind: a whole number, a number, text, true/false, or
+    a [low, high] pair of numbers (None: not set). A config file can hold anything; this names what is wrong."""
+    for f in fields(obj):
+        default = f.default if f.default is not MISSING else None
+        v = getattr(obj, f.name)
+        if v is None or default is None or f.name == "degradation":
+            continue
+        if isinstance(default, bool):
+            ok, kind = isinstance(v, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(v, int) and not isinstance(v, bool), "a whole number"
+        elif isinstance(default, float):
+            ok, kind = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v), "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(v, str), "text"
+        else:  # a (low, high) pair
+            ok = (isinstance(v, tuple | list) and len(v) == 2
+                  and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v))
+            kind = "[low, high]"
+        if not ok:
+            raise MdeblurError(f"{where}{f.name} = {v!r}: must be {kind}")
 
 
 @dataclass
@@ -46,8 +70,7 @@ class DegradationSpec:
     percentiles: tuple[float, float] = (0.1, 99.9)  # as restore's default
 
     def __post_init__(self) -> None:
-        from .errors import MdeblurError
-
+        _check_types(self, "[degradation] ")
         for name in ("protocol_prob", "disk_prob", "noise_prob", "dim_prob", "bits8_prob", "bits12_prob", "jpeg_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise MdeblurError(f"[degradation] {name} = {getattr(self, name):g}: a share lies in [0, 1]")
@@ -59,6 +82,11 @@ class DegradationSpec:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise MdeblurError(f"[degradation] {name} = [{lo:g}, {hi:g}]: give [low, high] with 0 <= low <= high")
+        for name in ("peak_range", "dim_gain_range"):  # drawn log-uniformly
+            if getattr(self, name)[0] <= 0:
+                raise MdeblurError(f"[degradation] {name} = {list(getattr(self, name))}: its low end must be above 0")
+        if self.jpeg_quality_range[1] > 100 or self.percentiles[1] > 100:
+            raise MdeblurError("[degradation] jpeg_quality_range and percentiles lie within [0, 100]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +136,7 @@ class TrainConfig:
         """Every value checked here, so a config file and a resumed run are checked like the command line."""
         from .models import ARCHS
 
+        _check_types(self, "")
         choices = {"model": tuple(ARCHS), "loss_balance": ("fixed", "auto"),
                    "pixel_loss": ("mse", "log-mse"), "precision": ("fp32", "fp16", "bf16")}
         for name, allowed in choices.items():
@@ -125,7 +154,7 @@ class TrainConfig:
             raise MdeblurError(f"--patch {self.patch}: must be a multiple of 8 (the network's stride)")
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
             raise MdeblurError(f"--epochs {self.epochs}: must be 1 or more")
-        if self.threads is not None and self.threads < 1:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise MdeblurError(f"--threads {self.threads}: must be 1 or more")
         if not (0 < self.learning_rate < 1 and 0 <= self.final_learning_rate <= self.learning_rate):
             raise MdeblurError(f"--learning-rate {self.learning_rate:g}: must lie in (0, 1), above the final rate")
@@ -189,6 +218,9 @@ def check_run_folder(out: Path, data: str | None, overwrite: bool) -> None:
     if (out / "state.pt").is_file() and not overwrite:
         raise MdeblurError(f"{out}: holds a training run; continue it with --resume {out}, give --overwrite to "
                            "start afresh there, or choose another --out")
+    if (out / "config.toml").is_file() and not overwrite:
+        raise MdeblurError(f"{out}: holds a run that stopped before its first checkpoint (no state.pt to resume "
+                           "from); give --overwrite to start afresh there, or choose another --out")
     check_output_folder(out, [out], inputs, overwrite, [out / f for f in RUN_FILES], "--out")
 
 
@@ -213,7 +245,10 @@ def config_to_toml(cfg: TrainConfig) -> str:
 
 def config_from_toml(path: Path, overrides: dict) -> TrainConfig:
     """A TOML file, then CLI overrides (non-None values), on top of the defaults."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     try:
         raw = tomllib.loads(path.read_text())
@@ -227,5 +262,8 @@ def config_from_toml(path: Path, overrides: dict) -> TrainConfig:
     unknown = set(deg) - {f.name for f in fields(DegradationSpec)}
     if unknown:
         raise MdeblurError(f"{path}: unknown [degradation] keys {', '.join(sorted(unknown))}")
-    spec = DegradationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in deg.items()})
-    return TrainConfig(**{**raw, **{k: v for k, v in overrides.items() if v is not None}, "degradation": spec})
+    try:
+        spec = DegradationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in deg.items()})
+        return TrainConfig(**{**raw, **{k: v for k, v in overrides.items() if v is not None}, "degradation": spec})
+    except MdeblurError as exc:
+        raise MdeblurError(f"{path}: {exc}") from None

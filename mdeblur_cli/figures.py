@@ -141,7 +141,7 @@ def training_curve(runs: dict[str, list[dict]], path: Path, width: int = 640, he
         for i in range(5):
             yv = y0 + (y1 - y0) * i / 4
             cv2.line(img, px(x0, yv), px(x1, yv), (225, 225, 225), 1)
-            cv2.putText(img, f"{yv:.1f}", (5, px(x0, yv)[1] + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(img, f"{yv:.2f}", (5, px(x0, yv)[1] + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
             xv = x0 + (x1 - x0) * i / 4
             cv2.putText(img, f"{xv:.{0 if x1 - x0 >= 8 else 2}f}", (px(xv, y0)[0] - 8, height - bottom + 16), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.rectangle(img, px(x0, y1), px(x1, y0), (0, 0, 0), 1)
@@ -152,6 +152,8 @@ def training_curve(runs: dict[str, list[dict]], path: Path, width: int = 640, he
             colour = PLOT_COLOURS[k % len(PLOT_COLOURS)][::-1]
             pts = np.array([px(x, y) for x, y in zip(xv, yv, strict=True)], np.int32)
             cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
+            for pt in pts:  # a run validated once is a point, not an invisible line
+                cv2.circle(img, (int(pt[0]), int(pt[1])), 3, colour, -1, cv2.LINE_AA)
             cv2.putText(img, name, (left + 10, top + 18 + 18 * k), font, 0.45, colour, 1, cv2.LINE_AA)
     from .io import write_image
 

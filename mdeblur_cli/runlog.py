@@ -42,8 +42,9 @@ class RunLog:
         path = out / "metrics.csv"
         if resume_at is not None:
             _truncate_metrics(path, resume_at)
-        else:
+        else:  # a new run (or --overwrite): neither log keeps an earlier run's lines
             path.unlink(missing_ok=True)
+            (out / "train.log").unlink(missing_ok=True)
         new_file = not path.exists()
         self._metrics = open(path, "a", newline="")
         self._writer = csv.writer(self._metrics)

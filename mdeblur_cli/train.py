@@ -125,13 +125,18 @@ def _generator(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, torch.nn.Mo
     A fresh run from --init checks the file against `init_sha256` where the config names one, and records the
     file's sha256 otherwise, so the lineage survives the parent being overwritten (a resumed run loads its
     state instead, so its init file is not checked)."""
+    own = Path(cfg.out) / "last.safetensors"
+    if resume and own.is_file():  # the run's own weights say what it trains; its state.pt then loads over them
+        loaded = load_model(own)
+        return replace(cfg, degradation=replace(cfg.degradation, scale=loaded.scale)), loaded.net.train()
     if cfg.init is not None:
         path = resolve_weights(cfg.init)
         digest = sha256(path)
         if not resume and cfg.init_sha256 not in (None, digest):
             raise MdeblurError(f"--init {cfg.init}: its sha256 is {digest}, but the config's init_sha256 is "
-                               f"{cfg.init_sha256}: this is not the parent the config names (for the configs in "
-                               "configs/history/, the commit that shipped the parent is given beside it)")
+                               f"{cfg.init_sha256}: this is not the parent the config names (to train from another "
+                               "parent, remove init_sha256 from the config; for the configs in configs/history/, "
+                               "the commit that shipped the parent is given beside it)")
         loaded = load_model(path)
         built = {k: v for k, v in loaded.net.cfg.to_dict().items() if k not in ("scale", "use_oa")}
         preset = next((name for name, p in ARCHS[loaded.arch].presets.items()
@@ -222,11 +227,12 @@ def resume_from(run: Run) -> None:
     run.scaler.load_state_dict(state["scaler"])
     run.start, run.best, run.running = state["iteration"], state["best"], state["running"]
     if run.start >= run.cfg.iters:
-        raise MdeblurError(f"{run.out}: the run is at iteration {run.start} of {run.cfg.iters}; give --iters N > "
-                           f"{run.start} to extend it")
+        raise MdeblurError(f"{run.out}: the run has done {run.start} iterations, so --iters {run.cfg.iters} has "
+                           f"nothing left to do; give --iters N > {run.start} to extend it")
     run.losses.alpha, run.losses.beta = state["alpha"], state["beta"]
     _set_rng_state(state["rng"], run.sampler, state["sampler_states"][run.dinfo.rank])
-    run.say(f"resuming {run.out} at iteration {run.start}")
+    run.say(f"resuming {run.out} at iteration {run.start} of {run.cfg.iters} (the learning-rate schedule follows "
+            f"{run.cfg.iters} iterations)")
 
 
 @torch.no_grad()

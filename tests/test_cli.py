@@ -193,7 +193,7 @@ def test_training_runs_are_not_replaced_and_resume_from_anywhere(tmp_path, hr_fo
     assert "at iteration 2" in " ".join(res.output.split())
     assert int(t.read_metrics(tmp_path / "run")[-1]["iter"]) == 4  # --iters extended the run
     res = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--iters", "3"])
-    assert res.exit_code == 2 and "iteration 4" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "done 4 iterations" in " ".join(res.output.split())
     res = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--iters", "6", "--batch-size", "4"])
     assert res.exit_code == 2 and "--batch-size cannot change it" in " ".join(res.output.split())
     monkeypatch.chdir(tmp_path)
@@ -201,6 +201,12 @@ def test_training_runs_are_not_replaced_and_resume_from_anywhere(tmp_path, hr_fo
     assert res.exit_code == 2 and "--resume run" in " ".join(res.output.split())
     res = runner.invoke(app, ["train", "--resume", "run", "--iters", "9", "--print-config"])
     assert res.exit_code == 0 and "iters = 9" in res.output and "# init = (not set)" in res.output
+    res = runner.invoke(app, ["train", "hr", "--init", "run/best.safetensors", "--preset", "small", "--out", "ft"])
+    assert res.exit_code == 2 and "drop --preset" in res.output
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.toml").write_text("")  # a run killed before its first checkpoint
+    res = runner.invoke(app, ["train", "hr", *TINY_TRAIN, "--out", "half"])
+    assert res.exit_code == 2 and "before its first checkpoint" in " ".join(res.output.split())
     curves = tmp_path / "curves.png"
     res = runner.invoke(app, ["runs", "compare", str(tmp_path / "run"), str(tmp_path / "run"), "-o", str(curves)])
     assert res.exit_code == 0 and read_image(curves).pages[0].ndim == 3

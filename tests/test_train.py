@@ -163,3 +163,45 @@ def test_degradation_keys_and_values_are_checked(tmp_path):
     path.write_text("iters = 5\n\n[degradation]\nbits8_prob = 1.5\n")
     with pytest.raises(MdeblurError, match="bits8_prob = 1.5"):
         config_from_toml(path, {})
+
+
+def test_bad_values_in_a_config_file_are_named(tmp_path):
+    from mdeblur_cli.config import config_from_toml
+
+    path = tmp_path / "c.toml"
+    for body, message in (('[degradation]\nprotocol_prob = "high"\n', "protocol_prob = 'high': must be a number"),
+                          ("[degradation]\npeak_range = [0, 5000]\n", "low end must be above 0"),
+                          ('iters = "many"\n', "iters = 'many': must be a whole number")):
+        path.write_text(body)
+        with pytest.raises(MdeblurError, match=message):
+            config_from_toml(path, {})
+
+
+def test_a_fine_tuned_run_resumes_without_its_parent_and_overwrite_starts_both_logs_afresh(tmp_path):
+    import shutil
+
+    from mdeblur_cli.models import build_model
+    from mdeblur_cli.weights import save_weights
+
+    from .conftest import TINY_MDEBLURGAN
+
+    parent = tmp_path / "parent.safetensors"
+    save_weights(parent, build_model("mdeblurgan", TINY_MDEBLURGAN), "mdeblurgan", {})
+    data = _hr_folder(tmp_path / "hr")
+    train(_tiny(tmp_path, data, init=str(parent), iters=3))
+    parent.unlink()  # the parent is gone (or overwritten): the run's own weights and state carry on
+    from mdeblur_cli.config import config_from_toml
+
+    cfg = config_from_toml(tmp_path / "run" / "config.toml", {"iters": 6})
+    train(cfg, resume=True)
+    assert int(read_metrics_rows(tmp_path / "run")[-1]["iter"]) == 6
+    shutil.copy(tmp_path / "run" / "train.log", tmp_path / "old.log")
+    train(_tiny(tmp_path, data, iters=3))  # afresh in the same folder (the CLI asks for --overwrite first)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "resumed" not in log and "iter 6 " not in log and "iter 3 " in log
+
+
+def read_metrics_rows(run):
+    from mdeblur_cli.runlog import read_metrics
+
+    return read_metrics(run)
