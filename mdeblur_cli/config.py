@@ -147,7 +147,7 @@ class TrainConfig:
             raise MdeblurError(f"--preset {self.preset}: use {' or '.join(presets)}")
         at_least = {"scale": 2, "iters": 1, "batch_size": 1, "patch": 16, "val_every": 1, "checkpoint_every": 1}
         for name, low in at_least.items():
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
+            if getattr(self, name) < low:  # a whole number already (_check_types)
                 raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be a whole number "
                                    f">= {low}")
         if self.patch % 8:

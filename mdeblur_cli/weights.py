@@ -147,10 +147,6 @@ class LoadedModel:
 
         return TrustModel.from_dict(self.provenance["trust"]) if "trust" in self.provenance else TrustModel()
 
-    def to(self, device: str | torch.device) -> LoadedModel:
-        self.net.to(device)
-        return self
-
     def self_ensemble(self) -> LoadedModel:
         """The same model averaged over the 8 flips and quarter turns (8 forward passes)."""
         from .models import SelfEnsemble
