@@ -26,8 +26,9 @@ def main() -> None:
     args = ap.parse_args()
     cfg = config_from_toml(args.config, {})
     _, val_src = split_sources(load_sources(cfg.data, cfg.scale)[0], cfg.scale)
-    pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0, microscope=cfg.microscope_prob > 0)
-    n_micro = MICRO_VAL_COUNT if cfg.microscope_prob > 0 else 0  # validation_set puts them first
+    optics = cfg.microscope_optics if cfg.microscope_prob > 0 else None
+    pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0, microscope=optics)
+    n_micro = MICRO_VAL_COUNT * {None: 0, "x5": 1, "range": 2}[optics]  # validation_set puts them first
     groups = {"all": pairs, "image strips": pairs[n_micro:], "simulated microscope": pairs[:n_micro]}
     print(f"{len(pairs)} held-out pairs from {args.config} ({n_micro} simulated microscope pairs)")
     for w in args.weights:

@@ -120,6 +120,7 @@ class TrainConfig:
     zoom_prob: float = 0.5  # share of patches magnified x1-3 for smooth content
     soft_prob: float = 0.0  # share of patches whose ground truth is itself softened (and validation copies)
     microscope_prob: float = 0.0  # share of patches simulated through the x5-defocus/x10 optics (and validation pairs)
+    microscope_optics: str = "x5"  # x5 (5x/0.12 -> 10x/0.25) | range (common dry objectives 4x-20x, NA 0.1-0.45)
     pixel_loss: str = "mse"  # mse (the paper's) | log-mse: mean over patches of log(1 + MSE/eps), i.e. mean PSNR
     val_every: int = 250
     checkpoint_every: int = 250
@@ -138,7 +139,8 @@ class TrainConfig:
 
         _check_types(self, "")
         choices = {"model": tuple(ARCHS), "loss_balance": ("fixed", "auto"),
-                   "pixel_loss": ("mse", "log-mse"), "precision": ("fp32", "fp16", "bf16")}
+                   "pixel_loss": ("mse", "log-mse"),
+                   "microscope_optics": ("x5", "range"), "precision": ("fp32", "fp16", "bf16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: use {' or '.join(allowed)}")
@@ -195,6 +197,7 @@ OPTION_HELP = {
     "vgg19_weights": "torchvision's vgg19-dcbb9e9d.pth (or safetensors); else torch's hub cache.",
     "pixel_loss": "mse (the paper's), or log-mse: per-patch log(1 + MSE/1e-6), which optimises mean PSNR.",
     "microscope_prob": "Share of patches simulated through the x5-defocus/x10 optics (procedural specimens).",
+    "microscope_optics": "x5 (5x/0.12 defocused -> 10x/0.25), or range: dry objectives 4x-20x, NA 0.1-0.45.",
     "ema": "EMA decay of the generator, e.g. 0.999; 0 = off.",
     "val_every": "Validate and save weights every N iterations.",
     "checkpoint_every": "Write state.pt every N iterations.",

@@ -184,8 +184,10 @@ def setup(cfg: TrainConfig, console=None, resume: bool = False) -> Run:
         cfg = replace(cfg, iters=cfg.epochs * iters_per_epoch(train_src, cfg), epochs=None)
     shard = train_src[dinfo.rank :: dinfo.world] if len(train_src) >= dinfo.world else train_src
     sampler = PatchSampler(shard, cfg.patch, cfg.degradation, cfg.seed * 1009 + dinfo.rank, zoom_prob=cfg.zoom_prob,
-                           soft_prob=cfg.soft_prob, microscope_prob=cfg.microscope_prob)
-    val_pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0, microscope=cfg.microscope_prob > 0)
+                           soft_prob=cfg.soft_prob, microscope_prob=cfg.microscope_prob,
+                           microscope_optics=cfg.microscope_optics)
+    val_pairs = validation_set(val_src, cfg.degradation, soft=cfg.soft_prob > 0,
+                               microscope=cfg.microscope_optics if cfg.microscope_prob > 0 else None)
     if not val_pairs:
         raise MdeblurError("no image is large enough for a validation strip (need at least 32 px of width to spare)")
     perceptual = _perceptual(cfg, say)
@@ -254,7 +256,8 @@ def provenance(run: Run) -> dict:
     cfg = run.cfg
     return {
         "data": run.data_desc, "degradation": cfg.degradation.to_dict(), "zoom_prob": cfg.zoom_prob,
-        "soft_prob": cfg.soft_prob, "microscope_prob": cfg.microscope_prob, "pixel_loss": cfg.pixel_loss,
+        "soft_prob": cfg.soft_prob, "microscope_prob": cfg.microscope_prob,
+        "microscope_optics": cfg.microscope_optics, "pixel_loss": cfg.pixel_loss,
         "normalization": {"8-bit": "range", "12/16-bit and float": "percentile",
                           "percentiles": list(cfg.degradation.percentiles)},
         "losses": run.losses.describe(), "vgg19": "used" if run.vgg_used else "absent",
@@ -263,7 +266,8 @@ def provenance(run: Run) -> dict:
         "seed": cfg.seed, "ema": cfg.ema, "precision": cfg.precision, "init": cfg.init, "init_sha256": cfg.init_sha256,
         "command": " ".join(["mdeblur", *sys.argv[1:]]) if sys.argv and "mdeblur" in sys.argv[0] else None,
         "val_protocol": "right-most 20% of each training image, training degradation mix, 2 seeds"
-        + (f", + {MICRO_VAL_COUNT} held-out simulated microscope pairs" if cfg.microscope_prob > 0 else ""),
+        + (f", + {MICRO_VAL_COUNT * (2 if cfg.microscope_optics == 'range' else 1)} held-out simulated microscope "
+           "pairs" if cfg.microscope_prob > 0 else ""),
     }
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from mdeblur_cli.data import RESERVED
 from mdeblur_cli.data.eval import list_datasets, load_eval_set
@@ -99,3 +100,35 @@ def test_microscope_validation_uses_held_out_seeds():
     assert MICRO_POOL <= MICRO_VAL_SEED < TRAIN_SEED_LIMIT <= PINECONE_SEED0
     pairs = microscope_validation(count=2, size=96)
     assert len(pairs) == 2 and pairs[0].hr.shape[-1] == 2 * pairs[0].lr.shape[-1]
+
+
+def test_range_optics_cover_the_common_dry_objectives_with_bounded_blur():
+    import math
+
+    from mdeblur_cli.data.train import RANGE_BLUR_LR_PX, RANGE_OBJECTIVES, range_optics
+    from mdeblur_cli.simulate import geometric_radius_um
+
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        spec, dz = range_optics(g)
+        lo = spec.objective_lr
+        seen.add((lo.magnification, lo.na))
+        assert spec.scale == 2 and spec.objective_hr.na >= lo.na
+        r_lr_px = geometric_radius_um(dz, lo.na) / lo.pixel_um
+        assert RANGE_BLUR_LR_PX[0] - 1e-6 <= r_lr_px <= RANGE_BLUR_LR_PX[1] + 1e-6
+        assert math.isfinite(dz) and dz > 0
+    assert seen == set(RANGE_OBJECTIVES)
+
+
+def test_range_microscope_patches_are_seeded_and_sized():
+    from mdeblur_cli.data.train import MicroscopePatches, microscope_validation
+
+    mp = MicroscopePatches(seeds=range(3), optics="range")
+    a = [mp.sample(24, torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert all(torch.equal(x, y) for x, y in zip(a[0], a[1], strict=True))
+    lr, lr_clear, hr = a[0]
+    assert lr.shape == lr_clear.shape == (3, 24, 24) and hr.shape == (3, 48, 48)
+    assert len(microscope_validation(count=1, size=96, optics="range")) == 2
+    with pytest.raises(MdeblurError, match="optics"):
+        MicroscopePatches(seeds=range(1), optics="x7")

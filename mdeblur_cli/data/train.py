@@ -3,6 +3,7 @@ sampler (synthetic degradations, zoom, soft content and simulated microscope pai
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,12 +72,12 @@ def split_sources(sources: list[Pair], scale: int) -> tuple[list[Pair], list[Pai
 
 
 def validation_set(
-    val_sources: list[Pair], spec: DegradationSpec, copies: int = 2, soft: bool = False, microscope: bool = False
+    val_sources: list[Pair], spec: DegradationSpec, copies: int = 2, soft: bool = False, microscope: str | None = None
 ) -> list[Pair]:
     """Fixed validation pairs: each HR-only strip degraded `copies` times with fixed seeds (and, with `soft`, once
-    more with its ground truth softened), real pairs as they are; with `microscope`, plus held-out simulated
-    microscope pairs."""
-    pairs = microscope_validation(encoding=spec) if microscope else []
+    more with its ground truth softened), real pairs as they are; with `microscope` (x5 or range), plus held-out
+    simulated microscope pairs of those optics."""
+    pairs = microscope_validation(encoding=spec, optics=microscope) if microscope else []
     for i, src in enumerate(val_sources):
         if src.lr is not None:
             pairs.append(src)
@@ -105,6 +106,25 @@ MICRO_DEFOCUS_UM = (10.0, 120.0)  # |dz| range of the training share (the pineco
 MICRO_PEAK_RANGE = (300.0, 3000.0)  # photons at white
 MICRO_REAL_SIDE = 256  # HR side of the real training-image crops also put through the optics
 MICRO_REAL_MAX = 48  # at most this many such crops
+# "range" optics: common dry objectives for the low-res image, each imaged at twice the magnification for the
+# ground truth (the NA of that objective doubled, capped at 0.9). Defocus is drawn by the geometric blur radius
+# it gives in low-res pixels (log-uniform), so every objective covers mild to strong blur.
+RANGE_OBJECTIVES = ((4, 0.10), (5, 0.12), (5, 0.15), (10, 0.25), (10, 0.30), (20, 0.40), (20, 0.45))
+RANGE_BLUR_LR_PX = (0.5, 10.0)  # geometric defocus radius, low-res px
+RANGE_PEAK = (200.0, 5000.0)  # photons at white (log-uniform); RANGE_CLEAN_PROB of patches are noise-free
+RANGE_CLEAN_PROB = 0.15
+
+
+def range_optics(generator: torch.Generator):
+    """A drawn (SimulationSpec without noise, |dz| um) from the common dry objectives and a blur radius."""
+    from ..simulate import Objective, SimulationSpec
+
+    mag, na = RANGE_OBJECTIVES[int(torch.randint(len(RANGE_OBJECTIVES), (), generator=generator))]
+    lo = Objective(mag, na)
+    hi = Objective(2 * mag, min(2 * na, 0.9))
+    r_px = float(np.exp(uniform(generator, *np.log(RANGE_BLUR_LR_PX))))
+    dz = r_px * lo.pixel_um / math.tan(math.asin(na))
+    return SimulationSpec(lo, hi, (0.0, max(dz, 1.0) * 2), peak=None), dz
 
 
 def real_specimens(hr: torch.Tensor, side: int) -> list[torch.Tensor]:
@@ -125,14 +145,19 @@ class MicroscopePatches:
     """Simulated microscope pairs: seeded procedural specimens through the x5-defocus/x10 optics of simulate.py.
 
     Each patch draws a specimen, a defocus |dz| in MICRO_DEFOCUS_UM (either sign) and a photon count, and
-    simulates a region MICRO_MARGIN wider than the patch so the PSF never sees the crop's edge.
+    simulates a region MICRO_MARGIN wider than the patch so the PSF never sees the crop's edge. With
+    optics="range" it draws the objective too (RANGE_OBJECTIVES), the defocus by its blur in low-res pixels, and
+    200-5000 photons or none; the margin then follows the PSF drawn.
     """
 
     def __init__(self, seeds=range(MICRO_POOL), size: int = 256,
                  peak_range: tuple[float, float] | None = MICRO_PEAK_RANGE, real: list[torch.Tensor] = (),
-                 encoding: DegradationSpec | None = None) -> None:
+                 encoding: DegradationSpec | None = None, optics: str = "x5") -> None:
         from ..simulate import SimulationSpec
 
+        if optics not in ("x5", "range"):
+            raise MdeblurError(f"microscope optics {optics!r}: use x5 or range")
+        self.optics = optics
         self.pool = [procedural_specimen(s, s, size) for s in seeds] + list(real)
         self.spec = SimulationSpec()
         self.peak_range = peak_range  # None: noise-free
@@ -141,22 +166,17 @@ class MicroscopePatches:
     def sample(self, patch_lr: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from ..simulate import simulate_pair
 
-        g, s, m = generator, self.spec.scale, MICRO_MARGIN
+        g, s = generator, self.spec.scale
         p_hr = patch_lr * s
         src = self.pool[int(torch.randint(len(self.pool), (), generator=g))]
+        spec, m, dz, peak = self._draw_optics(g)
         side = p_hr + 2 * m
         if min(src.shape[-2:]) < side:
             raise MdeblurError(f"simulated specimens are {src.shape[-1]} px; patch {patch_lr} is too large for them")
         y = int(torch.randint(src.shape[-2] - side + 1, (), generator=g))
         x = int(torch.randint(src.shape[-1] - side + 1, (), generator=g))
-        lo, hi = MICRO_DEFOCUS_UM
-        dz = round(uniform(g, lo, hi))  # whole um: the PSF cache stays small
         dz = float(dz if chance(g, 0.5) else -dz)
-        peak = None
-        if self.peak_range is not None:
-            plo, phi = np.log(self.peak_range)
-            peak = float(np.exp(uniform(g, plo, phi)))
-        lr, hr, _ = simulate_pair(src[:, y : y + side, x : x + side], replace(self.spec, peak=peak), g, dz_um=dz)
+        lr, hr, _ = simulate_pair(src[:, y : y + side, x : x + side], replace(spec, peak=peak), g, dz_um=dz)
         hr = hr[:, m : m + p_hr, m : m + p_hr]
         lr = lr[:, m // s : m // s + patch_lr, m // s : m // s + patch_lr]
         lr_clear = downscale(hr, s).clamp(0, 1)
@@ -164,18 +184,42 @@ class MicroscopePatches:
             lr, (lr_clear, hr), _ = random_encoding(lr, (lr_clear, hr), self.encoding, g)
         return lr, lr_clear, hr
 
+    def _draw_optics(self, g: torch.Generator):
+        """(spec, margin in HR px, |dz| um, photons or None) for one patch."""
+        if self.optics == "x5":
+            lo, hi = MICRO_DEFOCUS_UM
+            dz = float(round(uniform(g, lo, hi)))  # whole um: the PSF cache stays small
+            peak = None
+            if self.peak_range is not None:
+                plo, phi = np.log(self.peak_range)
+                peak = float(np.exp(uniform(g, plo, phi)))
+            return self.spec, MICRO_MARGIN, dz, peak
+        from ..simulate import cached_rgb_psfs
+
+        spec, dz = range_optics(g)
+        dz = max(1.0, float(round(dz)))  # whole um: the PSF cache stays small
+        peak = None if chance(g, RANGE_CLEAN_PROB) else float(np.exp(uniform(g, *np.log(RANGE_PEAK))))
+        radius = cached_rgb_psfs(dz, spec.objective_lr, spec.objective_hr.pixel_um).shape[-1] // 2
+        margin = -(-(radius + 1) // (2 * spec.scale)) * 2 * spec.scale  # a multiple of 2s covering the PSF
+        return spec, max(margin, MICRO_MARGIN), dz, peak
+
 
 def microscope_validation(count: int = MICRO_VAL_COUNT, size: int = 192,
-                          encoding: DegradationSpec | None = None) -> list[Pair]:
+                          encoding: DegradationSpec | None = None, optics: str = "x5") -> list[Pair]:
     """Fixed held-out simulated pairs (specimen seeds from MICRO_VAL_SEED; the eval stand-ins use 900000+),
-    their LR stored and normalised as a user's file (`encoding`) where given."""
+    their LR stored and normalised as a user's file (`encoding`) where given. With optics="range", as many
+    pairs again through drawn objectives (1000 photons)."""
     from ..simulate import SimulationSpec, simulate_pair
 
     pairs = []
-    for i in range(count):
+    for i in range(count * (2 if optics == "range" else 1)):
         seed = MICRO_VAL_SEED + i
         g = torch.Generator().manual_seed(seed)
-        lr, hr, _ = simulate_pair(procedural_specimen(i, seed, size), SimulationSpec(), g)
+        spec = SimulationSpec()
+        if i >= count:
+            spec, dz = range_optics(g)
+            spec = replace(spec, defocus_um=(dz, dz), peak=1000.0)
+        lr, hr, _ = simulate_pair(procedural_specimen(i, seed, size), spec, g)
         if encoding is not None:
             lr, (hr,), _ = random_encoding(lr, (hr,), encoding, g)
         pairs.append(Pair(name=f"micro_{seed}", lr=lr, hr=hr))
@@ -187,7 +231,7 @@ class PatchSampler:
 
     def __init__(self, sources: list[Pair], patch_lr: int, spec: DegradationSpec, seed: int,
                  zoom_prob: float = 0.5, zoom_max: float = 3.0, soft_prob: float = 0.0,
-                 microscope_prob: float = 0.0) -> None:
+                 microscope_prob: float = 0.0, microscope_optics: str = "x5") -> None:
         s = spec.scale
         self.sources = [src for src in sources if min(src.hr.shape[-2:]) >= patch_lr * s]
         if not self.sources:
@@ -202,7 +246,7 @@ class PatchSampler:
         if microscope_prob > 0:  # procedural specimens and real training images through the x5/x10 optics
             real = [c for src in self.sources if src.lr is None
                     for c in real_specimens(src.hr, MICRO_REAL_SIDE)][:MICRO_REAL_MAX]
-            self.microscope = MicroscopePatches(real=real, encoding=spec)
+            self.microscope = MicroscopePatches(real=real, encoding=spec, optics=microscope_optics)
         if self.microscope is not None and s != self.microscope.spec.scale:
             raise MdeblurError(f"--microscope-prob needs scale {self.microscope.spec.scale} (x5 -> x10 optics)")
         self.generator = torch.Generator().manual_seed(seed)
