@@ -295,41 +295,35 @@ def restore_window(src: str, win: tuple[int, int, int, int], shape: tuple[int, i
     import torch
 
     from .normalize import Normalization
-    from .tiling import _forward, to_device
+    from .tiling import Window, forward_windows
 
-    net = worker_model(weights).net
-    y0, y1, x0, x1 = win
-    x = Normalization(*norm).apply(_read_window(src, y0, y1, x0, x1, *shape)).astype(np.float32)
-    x = np.repeat(x[..., None], 3, axis=2)
-    net = net.to(memory_format=torch.channels_last)
-    return _forward(net, to_device(x.transpose(2, 0, 1)[None], torch.device("cpu")), torch.float32)[0].permute(
-        1, 2, 0).numpy()
+    net = worker_model(weights).net.to(memory_format=torch.channels_last)
+
+    def read(w: Window) -> np.ndarray:
+        return Normalization(*norm).apply(_read_window(src, w.y0, w.y1, w.x0, w.x1, *shape)).astype(np.float32)[..., None]
+
+    ((_, y),) = forward_windows(net, read, [Window(*win)], torch.device("cpu"))
+    return y.numpy()
 
 
-def write_chunk(dst: str, region: tuple[int, int, int, int], padded: tuple[int, int], scale: int, context: int,
-                blend: int, parts: list, norm: tuple[str, float, float], dtype: str, *outputs) -> int:
-    """Blend the windows that cover one output chunk, exactly as the in-process restore does, and write it."""
+def write_chunk(dst: str, region: tuple[int, int, int, int], padded: tuple[int, int], scale: int, grid: tuple[int, int],
+                parts: list, norm: tuple[str, float, float], dtype: str, *outputs) -> int:
+    """Blend the windows that cover one output chunk with the tile engine's Blend, as the in-process restore
+    does, and write it. `grid` is the network's (multiple, context)."""
     import torch
     import zarr
 
     from .normalize import Normalization
     from .restore import _cast, _map_back
-    from .tiling import edge_weights
+    from .tiling import Blend, Grid, Window
 
     r0, r1, c0, c1 = region
-    hp, wp = padded
-    acc = torch.zeros((r1 - r0, c1 - c0, 3), dtype=torch.float32)
-    total = torch.zeros((r1 - r0, c1 - c0), dtype=torch.float32)
-    for (y0, y1, x0, x1), y in zip(parts, outputs, strict=True):  # in the windows' raster order, as in-process
-        y = torch.from_numpy(y)
-        wy = edge_weights(y.shape[0], y0 > 0, y1 < hp, context * scale, blend * scale)
-        wx = edge_weights(y.shape[1], x0 > 0, x1 < wp, context * scale, blend * scale)
-        wgt = torch.from_numpy(wy[:, None] * wx[None, :])
-        oy0, oy1, ox0, ox1 = max(y0 * scale, r0), min(y1 * scale, r1), max(x0 * scale, c0), min(x1 * scale, c1)
-        sl = (slice(oy0 - y0 * scale, oy1 - y0 * scale), slice(ox0 - x0 * scale, ox1 - x0 * scale))
-        acc[oy0 - r0 : oy1 - r0, ox0 - c0 : ox1 - c0].addcmul_(y[sl], wgt[sl][..., None])
-        total[oy0 - r0 : oy1 - r0, ox0 - c0 : ox1 - c0] += wgt[sl]
-    out = acc.div_(total[..., None]).numpy().mean(2)
+    wins = [Window(*p) for p in parts]
+    blend = Blend(region, padded, wins, scale, Grid(*grid), gray=True)
+    out = np.empty((r1 - r0, c1 - c0), np.float32)
+    for win, y in zip(wins, outputs, strict=True):  # in the windows' raster order, as in-process
+        for row, rows in blend.add(win, torch.from_numpy(y)):
+            out[row - r0 : row - r0 + rows.shape[0]] = rows[..., 0]
     out = _cast(_map_back(out, Normalization(*norm), np.dtype(dtype)), np.dtype(dtype))
     arr = zarr.open_array(str(Path(dst) / "0"), mode="r+")
     lead = (0,) * (len(arr.shape) - 2)
@@ -345,22 +339,17 @@ def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: 
     rounding). Output chunks (CHUNK output px) are each written by one task."""
     from .normalize import choose
     from .stacks import Series, meta_only, zarr_create
-    from .tiling import BLEND, Grid, windows
+    from .tiling import Grid, windows
     from .weights import load_model
 
     model = load_model(weights)
     arr = _Squeezed(open_plane(src))
     h, w = arr.shape
     s, grid = model.scale, Grid.of(model.net)
-    ctx = grid.context
     pct = percentiles or model.percentiles
     norm = choose(arr, normalize, pct)  # a strided sample, the same one the in-process restore takes
     hp, wp, tile = grid.up(h), grid.up(w), grid.tile(tile)
-    wins = list(windows(hp, wp, tile, grid)) if max(hp, wp) > tile + 2 * ctx + BLEND else None
-    if wins is None:
-        from .tiling import Window
-
-        wins = [Window(0, hp, 0, wp)]
+    wins = list(windows(hp, wp, tile, grid))
     meta = meta_only(src).scaled(s)
     chunk = CHUNK
     out_shape = (h * s, w * s)
@@ -375,9 +364,9 @@ def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: 
             idx = [i for i, wi in enumerate(wins) if wi.y0 * s < r1 and wi.y1 * s > r0 and wi.x0 * s < c1
                    and wi.x1 * s > c0]
             parts = [(wins[i].y0, wins[i].y1, wins[i].x0, wins[i].x1) for i in idx]
-            chunk_futures.append(client.submit(write_chunk, str(dst), (r0, r1, c0, c1), (hp, wp), s, ctx, BLEND,
-                                               parts, nrm, str(arr.dtype), *[window_futures[i] for i in idx],
-                                               pure=False))
+            chunk_futures.append(client.submit(write_chunk, str(dst), (r0, r1, c0, c1), (hp, wp), s,
+                                               (grid.multiple, grid.context), parts, nrm, str(arr.dtype),
+                                               *[window_futures[i] for i in idx], pure=False))
     for fut in _completed(client, chunk_futures):
         fut.result()
         if on_chunk is not None:

@@ -17,7 +17,7 @@ from .device import resolve_device, resolve_precision
 from .errors import MdeblurError
 from .normalize import DEFAULT_PERCENTILES, MODES, Normalization, choose, dtype_range
 from .stacks import Series, check_axes, check_dtype
-from .tiling import DEFAULT_TILE, restore_float
+from .tiling import DEFAULT_TILE, network_input, restore_float
 
 if TYPE_CHECKING:
     from .weights import LoadedModel
@@ -63,12 +63,16 @@ class TrustRequest:
 
 def _restore_normalised(img: np.ndarray, net: nn.Module, norm: Normalization, dtype: np.dtype,
                         trust: TrustRequest | None, **kw) -> tuple[np.ndarray, np.ndarray | None]:
-    """A normalised (H, W, 3) image through the network (unclipped); with `trust`, also its predicted error
-    (H*s, W*s) in file units, and its summary appended to trust.summaries."""
-    out = restore_float(net, img, clip=False, **kw)
+    """A normalised (H, W, 1 or 3) image through the network (unclipped); with `trust`, also its predicted error
+    (H*s, W*s) in file units, and its summary appended to trust.summaries. The trust sources see a gray image
+    as the network does, as three equal channels, and the output before its channel mean."""
     if trust is None:
-        return out, None
+        return restore_float(net, img, clip=False, **kw), None
     from . import trust as tr
+
+    gray = img.shape[2] == 1
+    img = network_input(img)
+    out = restore_float(net, img, clip=False, **kw)
 
     quiet = {k: v for k, v in kw.items() if k != "progress"}
     quant = 1.0 / (norm.hi - norm.lo) if np.issubdtype(dtype, np.integer) else 0.0  # one count, network units
@@ -77,7 +81,7 @@ def _restore_normalised(img: np.ndarray, net: nn.Module, norm: Normalization, dt
     sd = tr.predict(maps, trust.model)
     units = float(norm.hi - norm.lo)
     trust.summaries.append(tr.summary(sd, maps["spread"], out, sigma, units))
-    return out, sd * units
+    return (out.mean(2, keepdims=True) if gray else out), sd * units
 
 
 def _restore_color(
@@ -101,8 +105,8 @@ def _restore_gray(
             trust.summaries.append({"median_error": 0.0, "doubtful_share": 0.0, "suspect": False})
         return np.full(shape, plane.flat[0], np.float32), (np.zeros(shape, np.float32) if trust else None)
     img = norm.apply(plane.astype(np.float32)).astype(np.float32)
-    out, sd = _restore_normalised(np.repeat(img[..., None], 3, axis=2), net, norm, plane.dtype, trust, **kw)
-    return _map_back(out.mean(2), norm, plane.dtype), sd
+    out, sd = _restore_normalised(img[..., None], net, norm, plane.dtype, trust, **kw)
+    return _map_back(out[..., 0], norm, plane.dtype), sd
 
 
 def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:

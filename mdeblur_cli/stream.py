@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .normalize import Normalization, choose, dtype_range
-from .tiling import BLEND, Grid, _forward, _spans, edge_weights, to_device
+from .tiling import Blend, Grid, Window, _spans, forward_windows
 
 STREAM_MIN_PIXELS = 4096 * 4096  # larger gray or RGB TIFFs restored to TIFF stream
 OUT_TILE = 256  # output TIFF tile side
@@ -53,47 +53,37 @@ def stream_restore(
     """Yield the restored image's rows in order, as (rows, W*s[, 3]) blocks in the input's dtype.
 
     `arr` is (H, W) gray or (H, W, 3) RGB, any array that slices (a memmap); `norm` maps it to network units.
-    `reopen` gives a fresh map for each band, so the pages of finished bands leave this process's memory.
-    Two fixed buffers of one window height hold the band being accumulated.
+    The tile engine gets the windows one band of window rows at a time, and its Blend hands back each band's
+    finished rows; `reopen` gives a fresh map for each band, so the pages of finished bands leave this process's
+    memory.
     """
     h, w = arr.shape[:2]
     s, grid = model.scale, Grid.of(model)
-    ctx, hp, wp = grid.context, grid.up(h), grid.up(w)
+    hp, wp = grid.up(h), grid.up(w)
     rows, cols = _spans(hp, tile, grid), _spans(wp, tile, grid)
-    c = 3 if rgb else 1
     lo, hi = dtype_range(arr.dtype)
-    height = max(y1 - y0 for y0, y1 in rows) * s
-    acc = np.zeros((height, wp * s, c), np.float32)
-    wsum = np.zeros((height, wp * s), np.float32)
-    done, base = 0, 0  # windows done; output row of acc[0]
-    for i, (y0, y1) in enumerate(rows):
-        if reopen is not None:
-            arr = reopen()
-        wy = edge_weights((y1 - y0) * s, y0 > 0, y1 < hp, ctx * s, BLEND * s)
-        for x0, x1 in cols:
-            x = norm.apply(_read(arr, y0, y1, x0, x1, h, w))
-            x = np.repeat(x[..., None], 3, axis=2) if not rgb else x
-            y = _forward(model, to_device(x.transpose(2, 0, 1)[None], device), dtype)[0]
-            y = y.permute(1, 2, 0).cpu().numpy()
-            y = y if rgb else y.mean(2, keepdims=True)
-            wgt = wy[:, None] * edge_weights((x1 - x0) * s, x0 > 0, x1 < wp, ctx * s, BLEND * s)[None, :]
-            r0 = y0 * s - base
-            acc[r0 : r0 + y.shape[0], x0 * s : x1 * s] += y * wgt[..., None]
-            wsum[r0 : r0 + y.shape[0], x0 * s : x1 * s] += wgt
+    wins = [Window(y0, y1, x0, x1) for y0, y1 in rows for x0, x1 in cols]
+    blend = Blend((0, hp * s, 0, wp * s), (hp, wp), wins, s, grid, gray=not rgb)
+    def reader(band_arr) -> Callable[[Window], np.ndarray]:
+        def read(win: Window) -> np.ndarray:
+            x = norm.apply(_read(band_arr, win.y0, win.y1, win.x0, win.x1, h, w))
+            return x if rgb else x[..., None]
+        return read
+
+    done = 0
+    for y0, _ in rows:
+        band = [win for win in wins if win.y0 == y0]
+        read = reader(reopen() if reopen is not None else arr)
+        for win, y in forward_windows(model, read, band, device, dtype, batch=1):
+            for row, out in blend.add(win, y):
+                out = norm.invert(out)
+                if np.issubdtype(arr.dtype, np.integer):
+                    out = np.rint(np.clip(out, lo, hi))
+                out = out[: max(0, min(out.shape[0], h * s - row)), : w * s].astype(arr.dtype)
+                yield out if rgb else out[..., 0]
             done += 1
             if progress is not None:
-                progress(done, len(rows) * len(cols))
-        final = rows[i + 1][0] * s if i + 1 < len(rows) else hp * s  # rows no later band touches
-        n = final - base
-        out = norm.invert(acc[:n] / wsum[:n, :, None])
-        if np.issubdtype(arr.dtype, np.integer):
-            out = np.rint(np.clip(out, lo, hi))
-        out = out[: max(0, min(n, h * s - base)), : w * s].astype(arr.dtype)
-        yield out if rgb else out[..., 0]
-        keep = acc.shape[0] - n  # rows the next band adds to: move them up, clear the rest
-        acc[:keep], wsum[:keep] = acc[n:].copy(), wsum[n:].copy()
-        acc[keep:], wsum[keep:] = 0, 0
-        base = final
+                progress(done, len(wins))
 
 
 def _full(t: np.ndarray, side: int) -> np.ndarray:

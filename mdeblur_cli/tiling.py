@@ -4,6 +4,7 @@ cross-faded so that tiled equals whole; batches of windows on CUDA, smaller tile
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -123,6 +124,80 @@ def _forward(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Ten
         return model(x.contiguous(memory_format=torch.channels_last))[0].float()
 
 
+def network_input(x: np.ndarray) -> np.ndarray:
+    """(h, w, 1) gray or (h, w, 3) colour in network units -> (h, w, 3): gray goes in as three equal channels.
+    Its way back is Blend(gray=True), which averages the blended output."""
+    return np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x
+
+
+def forward_windows(
+    model: nn.Module, read: Callable[[Window], np.ndarray], wins: list[Window], device: torch.device,
+    dtype: torch.dtype = torch.float32, batch: int | None = None,
+) -> Iterator[tuple[Window, torch.Tensor]]:
+    """(window, its network output (h*s, w*s, 3) on the CPU) for each window, in order; `read(window)` gives the
+    window's (h, w, 1 or 3) input. `batch`: windows per pass (None: CUDA_BATCH on CUDA, 1 on CPU)."""
+    batch = batch or (CUDA_BATCH if device.type == "cuda" else 1)
+    for group in batches(wins, batch):
+        x = np.stack([network_input(read(win)).transpose(2, 0, 1) for win in group])
+        ys = _forward(model, to_device(x, device), dtype).permute(0, 2, 3, 1).cpu()
+        yield from zip(group, ys, strict=True)
+
+
+class Blend:
+    """The cross-fade accumulator of one output region: restored windows go in, in any order; finished rows come
+    out, top first, as soon as every window that covers them has arrived.
+
+    `region` is (r0, r1, c0, c1) in output px, `padded` the (H, W) of the input on the grid (the image's edges
+    get no ramp), `wins` every window that will be added that overlaps the region. Rows are held in strips
+    between consecutive window edges, allocated when first touched and freed when handed out, so a raster
+    order of windows keeps about one window row in memory. With `gray`, finished rows are the channel mean.
+    """
+
+    def __init__(self, region: tuple[int, int, int, int], padded: tuple[int, int], wins: list[Window],
+                 scale: int, grid: Grid, gray: bool = False, channels: int = 3) -> None:
+        r0, r1, c0, c1 = region
+        s = scale
+        self.region, self.padded, self.scale, self.grid, self.gray, self.channels = region, padded, s, grid, gray, channels
+        mine = [w for w in wins if w.y0 * s < r1 and w.y1 * s > r0 and w.x0 * s < c1 and w.x1 * s > c0]
+        cuts = sorted({r0, r1} | {min(max(v * s, r0), r1) for w in mine for v in (w.y0, w.y1)})
+        self.strips = list(itertools.pairwise(cuts))
+        self.need = [sum(1 for w in mine if w.y0 * s < b and w.y1 * s > a) for a, b in self.strips]
+        self.acc: dict[int, torch.Tensor] = {}
+        self.total: dict[int, torch.Tensor] = {}
+        self.next = 0  # first strip not yet handed out
+
+    def add(self, win: Window, y: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
+        """Add one window's output (h*s, w*s, C); yield (first output row, rows) of each region row band that
+        it finishes, in order (columns c0:c1; float32)."""
+        r0, r1, c0, c1 = self.region
+        s, (hp, wp), pad = self.scale, self.padded, self.grid.context * self.scale
+        wy = edge_weights(y.shape[0], win.y0 > 0, win.y1 < hp, pad, BLEND * s)
+        wx = edge_weights(y.shape[1], win.x0 > 0, win.x1 < wp, pad, BLEND * s)
+        wgt = torch.from_numpy(wy[:, None] * wx[None, :])
+        ox0, ox1 = max(win.x0 * s, c0), min(win.x1 * s, c1)
+        cols = slice(ox0 - win.x0 * s, ox1 - win.x0 * s)
+        for i, (a, b) in enumerate(self.strips):
+            oy0, oy1 = max(win.y0 * s, a), min(win.y1 * s, b)
+            if oy0 >= oy1 or ox0 >= ox1:
+                continue
+            if i not in self.acc:
+                self.acc[i] = torch.zeros((b - a, c1 - c0, self.channels), dtype=torch.float32)
+                self.total[i] = torch.zeros((b - a, c1 - c0), dtype=torch.float32)
+            rows = slice(oy0 - win.y0 * s, oy1 - win.y0 * s)
+            self.acc[i][oy0 - a : oy1 - a, ox0 - c0 : ox1 - c0].addcmul_(y[rows, cols], wgt[rows, cols][..., None])
+            self.total[i][oy0 - a : oy1 - a, ox0 - c0 : ox1 - c0] += wgt[rows, cols]
+            self.need[i] -= 1
+        while self.next < len(self.strips) and self.need[self.next] == 0:
+            i = self.next
+            out = self.acc.pop(i).div_(self.total.pop(i)[..., None]).numpy()
+            yield self.strips[i][0], out.mean(2, keepdims=True) if self.gray else out
+            self.next += 1
+
+    @property
+    def done(self) -> bool:
+        return self.next == len(self.strips)
+
+
 def restore_tensor(
     model: nn.Module,
     read: Callable[[Window], np.ndarray],
@@ -134,39 +209,21 @@ def restore_tensor(
     progress: Callable[[int, int], None] | None = None,
     batch: int | None = None,
 ) -> None:
-    """Restore an image given as a window reader into `out` (H*s, W*s, C), which may be a memmap.
+    """Restore an image given as a window reader into `out` (H*s, W*s, C), which may be a memmap: the
+    in-memory path, one region for the whole image.
 
     `shape` is the (H, W, C) of the input, its sides already on the network's grid. `batch`: windows per pass
     (None: CUDA_BATCH on CUDA, 1 on CPU).
     """
-    h, w, c = shape
+    h, w, _ = shape
     s, grid = model.scale, Grid.of(model)
-    pad, blend = grid.context, BLEND
-    if max(h, w) <= tile + 2 * pad + blend:
-        x = to_device(read(Window(0, h, 0, w)).transpose(2, 0, 1)[None], device)
-        out[...] = _forward(model, x, dtype)[0].permute(1, 2, 0).cpu().numpy()
-        if progress is not None:
-            progress(1, 1)
-        return
-    # torch for the accumulation: in place and on every intra-op thread (numpy's temporaries cost 8% at 1024^2)
-    acc = torch.zeros(out.shape, dtype=torch.float32)
-    total = torch.zeros(out.shape[:2], dtype=torch.float32)
     wins = list(windows(h, w, tile, grid))
-    done = 0
-    batch = batch or (CUDA_BATCH if device.type == "cuda" else 1)
-    for group in batches(wins, batch):
-        ys = _forward(model, to_device(np.stack([read(win).transpose(2, 0, 1) for win in group]), device), dtype)
-        ys = ys.permute(0, 2, 3, 1).cpu()
-        for win, y in zip(group, ys, strict=True):
-            wy = edge_weights(y.shape[0], win.y0 > 0, win.y1 < h, pad * s, blend * s)
-            wx = edge_weights(y.shape[1], win.x0 > 0, win.x1 < w, pad * s, blend * s)
-            wgt = torch.from_numpy(wy[:, None] * wx[None, :])
-            acc[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s].addcmul_(y, wgt[..., None])
-            total[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += wgt
-        done += len(group)
+    blend = Blend((0, h * s, 0, w * s), (h, w), wins, s, grid, gray=out.shape[2] == 1)
+    for done, (win, y) in enumerate(forward_windows(model, read, wins, device, dtype, batch), 1):
+        for row, rows in blend.add(win, y):
+            out[row : row + rows.shape[0]] = rows
         if progress is not None:
             progress(done, len(wins))
-    out[...] = acc.div_(total[..., None]).numpy()
 
 
 def _pad_reflect(img: np.ndarray, grid: Grid) -> np.ndarray:
@@ -182,7 +239,8 @@ def restore_float(
     model: nn.Module, img: np.ndarray, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None, clip: bool = True,
 ) -> np.ndarray:
-    """Restore a float32 (H, W, C) image, normalised to about [0, 1], with the model's channel count.
+    """Restore a float32 (H, W, C) image, normalised to about [0, 1]: C = 3, or 1 for gray (three equal channels
+    into the network, their mean out).
 
     Returns (H*s, W*s, C), clipped to [0, 1] unless `clip` is False (percentile-normalised data may pass it).
     """
