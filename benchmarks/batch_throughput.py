@@ -24,8 +24,8 @@ import torch
 from rich.console import Console
 from soak import Meter
 
-from mdeblur_cli.batch import RestoreJob, restore_files
-from mdeblur_cli.files import compute_file, load_file, restore_file
+from mdeblur_cli.restore.files import compute_file, load_file, restore_file
+from mdeblur_cli.scale.batch import RestoreJob, restore_files
 from mdeblur_cli.weights import load_model
 
 

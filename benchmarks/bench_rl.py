@@ -25,9 +25,9 @@ import torch
 from skimage.restoration import richardson_lucy as sk_richardson_lucy
 
 from mdeblur_cli.data import skimage_image
+from mdeblur_cli.data.degrade import convolve, gaussian_kernel
 from mdeblur_cli.data.eval import centre_crop
-from mdeblur_cli.degrade import convolve, gaussian_kernel
-from mdeblur_cli.rl import richardson_lucy
+from mdeblur_cli.evaluate.rl import richardson_lucy
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from mdeblur_cli.io import read_image, to_float
-from mdeblur_cli.tiling import restore_float
+from mdeblur_cli.formats.images import read_image, to_float
+from mdeblur_cli.restore.tiles import restore_float
 from mdeblur_cli.weights import load_model
 
 

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from mdeblur_cli.data import skimage_image, to_tensor
+from mdeblur_cli.data.degrade import fire_protocol, jpeg_compress, poisson_gaussian_noise, quantize
 from mdeblur_cli.data.train import TRAIN_SOURCES, split_columns
-from mdeblur_cli.degrade import fire_protocol, jpeg_compress, poisson_gaussian_noise, quantize
-from mdeblur_cli.trust import DIAGNOSTICS, EPS, SMOOTH, SOURCES, TrustModel, diagnostics, predict, smooth
-from mdeblur_cli.trust_bench import TILE, analyse, spearman, tile_rms
+from mdeblur_cli.evaluate.trust_bench import TILE, analyse, spearman, tile_rms
+from mdeblur_cli.restore.trust import DIAGNOSTICS, EPS, SMOOTH, SOURCES, TrustModel, diagnostics, predict, smooth
 from mdeblur_cli.weights import load_model
 
 COVERAGE = 0.95
@@ -130,7 +130,7 @@ def main() -> None:
         cases = [case(model, name, hr, kind, i, args.passes) for i, (name, hr) in enumerate(data) for kind in KINDS]
         if args.cache:
             args.cache.write_bytes(pickle.dumps(cases))
-    from mdeblur_cli.trust import change
+    from mdeblur_cli.restore.trust import change
 
     for c in cases:  # sources that need no restoration are recomputed (cheap), so a cache survives new ones
         c["maps"]["change"] = change(c["out"], c["img"], model.scale)

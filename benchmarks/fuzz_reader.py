@@ -10,6 +10,7 @@ is kept under --keep (default fuzz_failures/) with the traceback, and the run ex
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 import traceback
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mdeblur_cli.fuzzing import load_once, mutate, read_once, seed_files
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/tools
+
+from tests.tools.fuzzing import load_once, mutate, read_once, seed_files
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from mdeblur_cli.config import config_from_toml
 from mdeblur_cli.data.train import MICRO_VAL_COUNT, load_sources, split_sources, validation_set
-from mdeblur_cli.evaluation import validate
+from mdeblur_cli.evaluate.validate import validate
+from mdeblur_cli.train.config import config_from_toml
 from mdeblur_cli.weights import load_model
 
 

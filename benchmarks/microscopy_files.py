@@ -19,9 +19,9 @@ import tifffile
 import torch
 from skimage import data
 
-from mdeblur_cli.degrade import fire_protocol, upscale_bicubic
-from mdeblur_cli.files import restore_file
-from mdeblur_cli.metrics import psnr
+from mdeblur_cli.data.degrade import fire_protocol, upscale_bicubic
+from mdeblur_cli.evaluate.metrics import psnr
+from mdeblur_cli.restore.files import restore_file
 from mdeblur_cli.weights import load_model
 
 OFFSET, SPAN = 100, 3000

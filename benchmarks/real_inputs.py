@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from mdeblur_cli.data import skimage_image, to_tensor
-from mdeblur_cli.degrade import fire_protocol, upscale_bicubic
-from mdeblur_cli.io import read_image, to_float
-from mdeblur_cli.metrics import psnr
-from mdeblur_cli.restore import restore_array
+from mdeblur_cli.data.degrade import fire_protocol, upscale_bicubic
+from mdeblur_cli.evaluate.metrics import psnr
+from mdeblur_cli.formats.images import read_image, to_float
+from mdeblur_cli.restore.arrays import restore_array
 from mdeblur_cli.weights import load_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -24,8 +24,8 @@ def child(side: int, work: Path) -> None:
     import tifffile
     from rich.console import Console
 
-    from mdeblur_cli.batch import RestoreJob, restore_files
     from mdeblur_cli.models import build_model
+    from mdeblur_cli.scale.batch import RestoreJob, restore_files
     from mdeblur_cli.weights import save_weights
 
     weights = work / "tiny.safetensors"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdeblur_cli.restore import restore_array
+from mdeblur_cli.restore.arrays import restore_array
 from mdeblur_cli.weights import load_model
 
 
@@ -69,9 +69,9 @@ def run_method(name: str, img: np.ndarray, device: torch.device, ref_gflops: flo
     h, w = img.shape[:2]
     timer = _timer(device)
     if name == "rl-sr":
-        from mdeblur_cli.benchmark import parse_psf
-        from mdeblur_cli.degrade import upscale_bicubic
-        from mdeblur_cli.rl import richardson_lucy
+        from mdeblur_cli.data.degrade import upscale_bicubic
+        from mdeblur_cli.evaluate.benchmark import parse_psf
+        from mdeblur_cli.evaluate.rl import richardson_lucy
 
         psf = parse_psf("gaussian:1.5")
         x = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
@@ -93,7 +93,7 @@ def onnx_vs_torch(weights: str, sides: tuple[int, ...] = (256, 400)) -> None:
 
     import onnxruntime as ort
 
-    from mdeblur_cli.export import RestoredImage, export
+    from mdeblur_cli.export.networks import RestoredImage, export
 
     model = load_model(weights)
     path = Path(tempfile.mkdtemp()) / "m.onnx"
@@ -147,7 +147,7 @@ def window_variants(weights: str, device: torch.device, ref_gflops: float, side:
 
 def trust_time(weights: str, img: np.ndarray, device: torch.device) -> dict:
     """restore with --trust against without, the same image, one run each."""
-    from mdeblur_cli.restore import TrustRequest, restore_stack
+    from mdeblur_cli.restore.arrays import TrustRequest, restore_stack
 
     model = load_model(weights, device)
     timer = _timer(device)

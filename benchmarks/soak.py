@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mdeblur_cli.batch import RestoreJob, restore_files
+from mdeblur_cli.scale.batch import RestoreJob, restore_files
 
 
 def rss_mb() -> float:

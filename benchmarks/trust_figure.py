@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import tifffile
 
-from mdeblur_cli.trust import gradient, smooth
-from mdeblur_cli.trust_bench import spearman, tile_rms
+from mdeblur_cli.evaluate.trust_bench import spearman, tile_rms
+from mdeblur_cli.restore.trust import gradient, smooth
 
 ROOT = Path(__file__).resolve().parents[1]
 

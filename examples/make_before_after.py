@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mdeblur_cli.figures import _label, _to_uint8
-from mdeblur_cli.io import read_image, to_float, write_image
-from mdeblur_cli.restore import restore_array
+from mdeblur_cli.evaluate.figures import _label, _to_uint8
+from mdeblur_cli.formats.images import read_image, to_float, write_image
+from mdeblur_cli.restore.arrays import restore_array
 from mdeblur_cli.weights import load_model
 
 HERE = Path(__file__).resolve().parent

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mdeblur_cli.data.eval import load_eval_set
-from mdeblur_cli.io import from_float, write_image
+from mdeblur_cli.formats.images import from_float, write_image
 
 HERE = Path(__file__).resolve().parent
 

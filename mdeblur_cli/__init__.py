@@ -10,10 +10,14 @@ def __getattr__(name: str):
 
         return load_model
     if name == "restore_array":
-        from .restore import restore_array
+        from .restore.arrays import restore_array
 
         return restore_array
+    if name == "restore_file":
+        from .restore.files import restore_file
+
+        return restore_file
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "load_model", "restore_array"]
+__all__ = ["__version__", "load_model", "restore_array", "restore_file"]

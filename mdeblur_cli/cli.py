@@ -45,7 +45,7 @@ def _percentiles(text: str | None) -> tuple[float, float] | None:
     """'LO,HI' to a pair of percentiles, checked."""
     if text is None:
         return None
-    from .normalize import check_percentiles
+    from .restore.normalize import check_percentiles
 
     parts = text.split(",")
     if len(parts) != 2:
@@ -92,8 +92,8 @@ def train(
     """Train M-Deblurgan (or the U-Net + SR baseline) on your own images; resumable, multi-GPU with torchrun.
 
     Every other option is a field of the training config (config.TrainConfig), with its default there."""
-    from .config import TrainConfig, check_run_folder, config_from_toml, config_to_toml
-    from .train import train as run_training
+    from .train.config import TrainConfig, check_run_folder, config_from_toml, config_to_toml
+    from .train.loop import train as run_training
 
     if resume is not None:
         if not (resume / "config.toml").is_file():
@@ -156,7 +156,7 @@ def _config_options(command) -> None:
     import inspect
     import typing
 
-    from .config import OPTION_HELP, TrainConfig
+    from .train.config import OPTION_HELP, TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # not TrainConfig(): no torch import
@@ -204,9 +204,9 @@ def restore(
     threads_per_worker: Annotated[int | None, typer.Option(help="--cluster local: threads per worker. \\[default: 1]")] = None,
 ) -> None:
     """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
-    from .batch import RestoreJob, restore_files
-    from .io import atomic_write
-    from .paths import check_folder_path
+    from .formats.images import atomic_write
+    from .formats.paths import check_folder_path
+    from .scale.batch import RestoreJob, restore_files
 
     job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive,
                      tile=tile, device=device, precision=precision, suffix=suffix, overwrite=overwrite,
@@ -267,11 +267,11 @@ def benchmark(
 
     from rich.progress import Progress
 
-    from . import benchmark as bm
-    from . import figures
     from .data.eval import load_eval_set
     from .device import resolve_device
-    from .paths import check_new_file
+    from .evaluate import benchmark as bm
+    from .evaluate import figures
+    from .formats.paths import check_new_file
     from .weights import load_model
 
     for option, value in (("--limit", limit), ("--figure-images", figure_images), ("--rl-iters", rl_iters)):
@@ -327,8 +327,8 @@ def _benchmark_trust(evalset, dataset: str, model, json_out: Path | None, markdo
 
     from rich.progress import Progress
 
-    from . import trust_bench as tb
-    from .io import atomic_write
+    from .evaluate import trust_bench as tb
+    from .formats.images import atomic_write
 
     n = len(evalset.pairs)
     with Progress(console=console, transient=True) as progress:
@@ -349,7 +349,7 @@ def _print_robustness(reps: list[dict], json_out: Path | None, markdown: Path | 
 
     from rich.table import Table
 
-    from . import benchmark as bm
+    from .evaluate import benchmark as bm
 
     table = Table(title=bm.header_line({**reps[0], "input": {"description": "see columns"}}), title_justify="left")
     table.add_column("method")
@@ -375,7 +375,7 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Export the generator for other runtimes (dynamic height and width on the network's grid; normalised input)."""
-    from .export import export as run_export
+    from .export.networks import export as run_export
     from .weights import load_model
 
     info = run_export(load_model(weights), fmt, output, overwrite, name=Path(weights).stem)
@@ -398,9 +398,9 @@ def runs_compare(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --output.")] = False,
 ) -> None:
     """Plot the validation PSNR of training runs against their epochs, one curve per run."""
-    from .figures import training_curve
-    from .paths import check_new_file
-    from .runlog import read_metrics
+    from .evaluate.figures import training_curve
+    from .formats.paths import check_new_file
+    from .train.runlog import read_metrics
 
     check_new_file(output, overwrite, "--output")
     curves = {str(r): read_metrics(r) for r in runs}
@@ -448,7 +448,7 @@ def simulate(
     overwrite: Annotated[bool, typer.Option(help="Write into a folder that already holds a dataset.")] = False,
 ) -> None:
     """Make a paired x5-defocus/x10 dataset with the microscope optics simulator, ready for `mdeblur train`."""
-    from .simulate import SimulationSpec, parse_objective, write_pairs
+    from .data.simulate import SimulationSpec, parse_objective, write_pairs
 
     try:
         lo, _, hi = defocus.partition(":")
@@ -458,7 +458,7 @@ def simulate(
         raise MdeblurError(f"bad optics option (objective '{objective_lr}'/'{objective_hr}', defocus '{defocus}', "
                            f"noise '{noise}')") from None
     if explain:
-        from .simulate import explain as explain_lines
+        from .data.simulate import explain as explain_lines
 
         for line in explain_lines(spec):
             print(line)
@@ -470,8 +470,8 @@ def simulate(
     from rich.markup import escape
 
     from .data import TRAIN_SEED_LIMIT, read_rgb
-    from .io import list_images
-    from .specimens import SPECIMENS
+    from .data.specimens import SPECIMENS
+    from .formats.images import list_images
 
     inputs: tuple = ()
     if source in SPECIMENS:
@@ -511,7 +511,7 @@ def pairs_align(
     """Register x5/x10 pairs (scale, shift, small rotation), crop to the common field, normalise exposure."""
     from rich.markup import escape
 
-    from .pairs import align_folder
+    from .data.registration import align_folder
 
     report = align_folder(lr_dir, hr_dir, out_dir, scale, overwrite)
     for r in report:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .errors import MdeblurError
-from .io import atomic_write
+from .formats.images import atomic_write
 from .models import ARCHS, build_model
 
 FORMAT_VERSION = "1"
@@ -133,7 +133,7 @@ class LoadedModel:
     @property
     def percentiles(self) -> tuple[float, float]:
         """The percentiles the network was trained with (recorded in its weights), else the default."""
-        from .normalize import DEFAULT_PERCENTILES
+        from .restore.normalize import DEFAULT_PERCENTILES
 
         for rec in (self.provenance.get("normalization"), self.provenance.get("degradation")):
             if rec and "percentiles" in rec:
@@ -143,7 +143,7 @@ class LoadedModel:
     @property
     def trust(self):
         """The trust-map coefficients stored with the weights (provenance['trust']), else the unfitted default."""
-        from .trust import TrustModel
+        from .restore.trust import TrustModel
 
         return TrustModel.from_dict(self.provenance["trust"]) if "trust" in self.provenance else TrustModel()
 

@@ -13,7 +13,7 @@ import tifffile
 from typer.testing import CliRunner
 
 from mdeblur_cli.cli import app
-from mdeblur_cli.io import write_image
+from mdeblur_cli.formats.images import write_image
 
 from .conftest import TINY_TRAIN, smooth_image
 
@@ -253,7 +253,7 @@ def test_one_bad_file_in_a_batch_of_good_ones(tmp_path, tiny_weights):
 
 
 def test_unexpected_errors_are_one_line_unless_debug(tmp_path, tiny_weights, monkeypatch):
-    import mdeblur_cli.files as files
+    import mdeblur_cli.restore.files as files
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in the tool")

@@ -5,11 +5,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mdeblur_cli.benchmark import bicubic_method, model_method, parse_psf, rl_method, run_benchmark
 from mdeblur_cli.cli import app
 from mdeblur_cli.data.eval import load_eval_set
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.figures import pick_regions
+from mdeblur_cli.evaluate.benchmark import bicubic_method, model_method, parse_psf, rl_method, run_benchmark
+from mdeblur_cli.evaluate.figures import pick_regions
 
 runner = CliRunner()
 
@@ -49,7 +49,7 @@ def test_psf_specs(tmp_path):
 def test_cli_rl_without_a_known_psf_searches_a_grid_and_says_so(tmp_path):
     from mdeblur_cli.data import skimage_image
     from mdeblur_cli.data.eval import centre_crop, fire_pairs
-    from mdeblur_cli.io import write_image
+    from mdeblur_cli.formats.images import write_image
 
     # A paired folder (no PSF recorded) made with the FIRE protocol, Gaussian sigma 1.5 LR px.
     (pair,) = fire_pairs([("astro", centre_crop(skimage_image("astronaut"), 192, 4))], 1.5, 2)
@@ -142,7 +142,7 @@ def test_bad_psf_error_is_printed_verbatim(tmp_path):
 
 
 def test_inputs_enter_as_files_and_are_scored_against_the_clean_truth():
-    from mdeblur_cli.benchmark import INPUT_CONDITIONS, prepare_inputs
+    from mdeblur_cli.evaluate.benchmark import INPUT_CONDITIONS, prepare_inputs
 
     es = load_eval_set("reserved", limit=2)
     for p in es.pairs:

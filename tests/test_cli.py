@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from mdeblur_cli import __version__
 from mdeblur_cli.cli import app
-from mdeblur_cli.io import read_image, write_image
+from mdeblur_cli.formats.images import read_image, write_image
 
 from .conftest import TINY_TRAIN, smooth_image
 
@@ -173,7 +173,7 @@ def test_restore_prints_the_intensity_mapping(tmp_path, tiny_weights):
 
 
 def test_training_runs_are_not_replaced_and_resume_from_anywhere(tmp_path, hr_folder, monkeypatch):
-    import mdeblur_cli.train as t
+    import mdeblur_cli.train.loop as t
 
     (hr_folder / "broken.png").write_bytes(b"junk")  # one unreadable file is skipped with a warning
     monkeypatch.chdir(tmp_path)
@@ -217,7 +217,7 @@ def test_training_runs_are_not_replaced_and_resume_from_anywhere(tmp_path, hr_fo
 
 
 def test_train_options_come_from_the_config_with_its_defaults():
-    from mdeblur_cli.config import OPTION_HELP, TrainConfig
+    from mdeblur_cli.train.config import OPTION_HELP, TrainConfig
 
     res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300", "TERMINAL_WIDTH": "300"})  # one line each
     text = " ".join(res.output.split())

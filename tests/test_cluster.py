@@ -34,7 +34,7 @@ def test_without_dask_cluster_names_the_extra(tmp_path, tiny_weights, monkeypatc
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, tiny_weights, monkeypatch):
-    import mdeblur_cli.cluster as cluster
+    import mdeblur_cli.scale.cluster as cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 2)
     _images(tmp_path / "in", 1)
@@ -44,8 +44,8 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, tiny_weights,
 
 
 def test_many_files_on_a_local_cluster_load_the_model_once_per_worker(tmp_path, tiny_weights):
-    from mdeblur_cli import cluster
-    from mdeblur_cli.batch import RestoreJob
+    from mdeblur_cli.scale import cluster
+    from mdeblur_cli.scale.batch import RestoreJob
 
     src = _images(tmp_path / "in", 8)
     (src / "bad.png").write_text("not an image")
@@ -67,8 +67,8 @@ def test_a_killed_worker_changes_nothing_in_the_outputs(tmp_path, tiny_weights):
     """Kill one of two worker processes mid-batch: every output is written, and equal to an undisturbed run's."""
     from distributed import wait
 
-    from mdeblur_cli import cluster
-    from mdeblur_cli.batch import RestoreJob
+    from mdeblur_cli.scale import cluster
+    from mdeblur_cli.scale.batch import RestoreJob
 
     src = _images(tmp_path / "in", 12, side=160)
     job = RestoreJob(inputs=[], weights=str(tiny_weights))
@@ -99,9 +99,9 @@ def test_one_huge_plane_over_the_cluster_equals_the_in_process_restore(tmp_path,
     import zarr
     from distributed import Client, LocalCluster
 
-    from mdeblur_cli import cluster
-    from mdeblur_cli.restore import restore_array
-    from mdeblur_cli.stacks import Meta, Series, write_series
+    from mdeblur_cli.scale import cluster
+    from mdeblur_cli.formats.stacks import Meta, Series, write_series
+    from mdeblur_cli.restore.arrays import restore_array
     from mdeblur_cli.weights import load_model
 
     rng = np.random.default_rng(1)
@@ -131,7 +131,7 @@ def test_one_huge_plane_over_the_cluster_equals_the_in_process_restore(tmp_path,
 def test_a_worker_on_another_version_is_one_clear_error(monkeypatch):
     from distributed import Client, LocalCluster
 
-    from mdeblur_cli import cluster
+    from mdeblur_cli.scale import cluster
     from mdeblur_cli.errors import MdeblurError
 
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as lc, Client(lc) as client:
@@ -145,9 +145,9 @@ def test_a_worker_on_another_version_is_one_clear_error(monkeypatch):
 
 
 def test_losing_every_worker_is_a_clear_error_not_a_hang(tmp_path, tiny_weights, monkeypatch):
-    from mdeblur_cli import cluster
-    from mdeblur_cli.batch import RestoreJob
+    from mdeblur_cli.scale import cluster
     from mdeblur_cli.errors import MdeblurError
+    from mdeblur_cli.scale.batch import RestoreJob
 
     monkeypatch.setattr(cluster, "NO_WORKERS_S", 3)
     src = _images(tmp_path / "in", 40, side=256)
@@ -170,7 +170,7 @@ def test_losing_every_worker_is_a_clear_error_not_a_hang(tmp_path, tiny_weights,
 
 
 def test_cluster_addresses_that_are_neither_local_nor_an_address_are_refused(tmp_path):
-    from mdeblur_cli import cluster
+    from mdeblur_cli.scale import cluster
     from mdeblur_cli.errors import MdeblurError
 
     with pytest.raises(MdeblurError, match="give 'local'"):
@@ -181,7 +181,7 @@ def test_both_kinds_of_work_through_the_cli_on_cluster_local(tmp_path, tiny_weig
     """`mdeblur restore --cluster local`: a folder file by file, and one 16-bit OME-Zarr plane over the workers."""
     import zarr
 
-    from mdeblur_cli.stacks import Meta, Series, write_series
+    from mdeblur_cli.formats.stacks import Meta, Series, write_series
 
     src = _images(tmp_path / "in", 3)
     res = runner.invoke(app, ["restore", str(src), "--out-dir", str(tmp_path / "o"), "--weights", str(tiny_weights),

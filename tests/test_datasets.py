@@ -6,7 +6,7 @@ from mdeblur_cli.data import RESERVED
 from mdeblur_cli.data.eval import list_datasets, load_eval_set
 from mdeblur_cli.data.train import TRAIN_SOURCES
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.io import write_image
+from mdeblur_cli.formats.images import write_image
 
 
 def test_reserved_images_are_never_training_sources():
@@ -56,7 +56,7 @@ def test_microscope_patch_equals_the_whole_field_simulation(monkeypatch):
     import torch
 
     import mdeblur_cli.data.train as dt
-    from mdeblur_cli.simulate import simulate_pair
+    from mdeblur_cli.data.simulate import simulate_pair
 
     monkeypatch.setattr(dt, "MICRO_DEFOCUS_UM", (40.0, 40.0))  # |dz| fixed: two candidates, +-40 um
     mp = dt.MicroscopePatches(seeds=[7], size=200, peak_range=None)
@@ -80,8 +80,8 @@ def test_sampler_microscope_share_is_seeded_and_off_by_default():
     import torch
 
     from mdeblur_cli.data import Pair, skimage_image, to_tensor
+    from mdeblur_cli.data.degrade import DegradationSpec
     from mdeblur_cli.data.train import PatchSampler
-    from mdeblur_cli.degrade import DegradationSpec
 
     src = [Pair(name="camera", hr=to_tensor(skimage_image("camera")[:200, :200]))]
     a = PatchSampler(src, 24, DegradationSpec(), seed=1, microscope_prob=0.5).batch(4)
@@ -105,8 +105,8 @@ def test_microscope_validation_uses_held_out_seeds():
 def test_range_optics_cover_the_common_dry_objectives_with_bounded_blur():
     import math
 
+    from mdeblur_cli.data.simulate import geometric_radius_um
     from mdeblur_cli.data.train import RANGE_BLUR_LR_PX, RANGE_OBJECTIVES, range_optics
-    from mdeblur_cli.simulate import geometric_radius_um
 
     g = torch.Generator().manual_seed(0)
     seen = set()

@@ -1,6 +1,6 @@
 import torch
 
-from mdeblur_cli.degrade import (
+from mdeblur_cli.data.degrade import (
     DegradationSpec,
     convolve,
     disk_kernel,
@@ -110,7 +110,7 @@ def test_dim_noise_and_encoding_are_seeded_pure_and_return_their_parameters():
 
 
 def test_convolve_takes_one_psf_or_one_per_channel():
-    from mdeblur_cli.degrade import convolve, disk_kernel, gaussian_kernel
+    from mdeblur_cli.data.degrade import convolve, disk_kernel, gaussian_kernel
 
     img = torch.rand(3, 40, 36)
     psfs = [gaussian_kernel(1.0, radius=4), disk_kernel(2.0), gaussian_kernel(2.0, radius=4)]

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from mdeblur_cli.cli import app
-from mdeblur_cli.export import RestoredImage
+from mdeblur_cli.export.networks import RestoredImage
 
 runner = CliRunner()
 SIZES = [(1, 3, 48, 64), (2, 3, 80, 40)]  # multiples of 8, neither the traced 64x64
@@ -80,7 +80,7 @@ def test_bioimageio_package_holds_what_runtimes_need(tmp_path, tiny_weights):
     assert raw.shape == (1, 3, 128, 128) and expected.shape == (1, 3, 256, 256)
     rdf = (pkg / "rdf.yaml").read_text()
     assert "scale_range" in rdf and "sha256" in rdf and "halo" in rdf
-    from mdeblur_cli.bioimage import scale_range
+    from mdeblur_cli.export.bioimage import scale_range
     from mdeblur_cli.weights import load_model
 
     x = scale_range(raw, load_model(tiny_weights).percentiles)

@@ -11,7 +11,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from mdeblur_cli.fuzzing import load_once, mutate, read_once, seed_files  # noqa: E402
+from .tools.fuzzing import load_once, mutate, read_once, seed_files  # noqa: E402
 
 SEEDS = seed_files()
 FOLDER = Path(tempfile.mkdtemp(prefix="mdeblur-fuzz-"))

@@ -4,7 +4,7 @@ import skimage.data
 import tifffile
 
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.io import from_float, read_image, to_float, write_image
+from mdeblur_cli.formats.images import from_float, read_image, to_float, write_image
 
 from .conftest import smooth_image
 

@@ -4,8 +4,8 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.transform import resize
 
-from mdeblur_cli.degrade import convolve, gaussian_kernel
-from mdeblur_cli.metrics import crop_border, psnr, rgb_to_y, ssim
+from mdeblur_cli.data.degrade import convolve, gaussian_kernel
+from mdeblur_cli.evaluate.metrics import crop_border, psnr, rgb_to_y, ssim
 
 from .conftest import smooth_image
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mdeblur_cli.normalize import choose, percentile_bounds, resolve_mode, strided_sample
+from mdeblur_cli.restore.normalize import choose, percentile_bounds, resolve_mode, strided_sample
 
 
 def test_auto_uses_range_for_8_bit_and_percentiles_otherwise():

@@ -4,10 +4,10 @@ import cv2
 import numpy as np
 import pytest
 
+from mdeblur_cli.data.registration import align_folder, apply_alignment, register
+from mdeblur_cli.data.specimens import plant_tissue
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.io import read_image, write_image
-from mdeblur_cli.pairs import align_folder, apply_alignment, register
-from mdeblur_cli.specimens import plant_tissue
+from mdeblur_cli.formats.images import read_image, write_image
 
 
 def synthetic_pair(angle_deg=1.5, shift=(3.3, -2.7), size=256):

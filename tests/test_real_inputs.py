@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from mdeblur_cli.degrade import upscale_bicubic
-from mdeblur_cli.io import read_image, to_float
-from mdeblur_cli.metrics import psnr
-from mdeblur_cli.restore import restore_array
+from mdeblur_cli.data.degrade import upscale_bicubic
+from mdeblur_cli.evaluate.metrics import psnr
+from mdeblur_cli.formats.images import read_image, to_float
+from mdeblur_cli.restore.arrays import restore_array
 from mdeblur_cli.weights import load_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -44,7 +44,7 @@ def test_a_flat_poisson_field_stays_flat(shipped):
 
 def test_a_12_bit_camera_image_keeps_its_offset_and_range(shipped):
     from mdeblur_cli.data import skimage_image, to_tensor
-    from mdeblur_cli.degrade import fire_protocol
+    from mdeblur_cli.data.degrade import fire_protocol
 
     scene = to_tensor(skimage_image("camera")[100:292, 100:292])
     scene[:, :, :48] = 0  # a dark region at the camera offset, blurred like the rest

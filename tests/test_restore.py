@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.restore import restore_array
-from mdeblur_cli.tiling import restore_float, windows
+from mdeblur_cli.restore.arrays import restore_array
+from mdeblur_cli.restore.tiles import restore_float, windows
 
 from .conftest import smooth_image
 
@@ -24,7 +24,7 @@ def test_unet_tiles_on_its_own_grid():
     """U-Net + SR pools four times: its windows start on multiples of 16 (not M-Deblurgan's 8), so tiled equals
     whole for it too."""
     from mdeblur_cli.models import build_model
-    from mdeblur_cli.tiling import Grid
+    from mdeblur_cli.restore.tiles import Grid
 
     from .conftest import TINY_UNET
 
@@ -73,7 +73,7 @@ def test_half_precision_refused_on_cpu(tiny_model):
 
 
 def test_oom_retries_with_smaller_tiles(tiny_net, monkeypatch):
-    import mdeblur_cli.tiling as r
+    import mdeblur_cli.restore.tiles as r
 
     calls = []
     real = r.restore_tensor
@@ -144,7 +144,7 @@ def test_restore_uses_the_percentiles_recorded_in_the_weights(tmp_path, tiny_net
 
 def test_windows_batch_by_shape_in_order():
     """CUDA runs several windows per pass: a batch holds one shape, and every window comes once, in order."""
-    from mdeblur_cli.tiling import Window, batches
+    from mdeblur_cli.restore.tiles import Window, batches
 
     wins = [Window(0, 40, 0, 40), Window(0, 40, 30, 70), Window(0, 40, 60, 96), Window(30, 70, 0, 40),
             Window(30, 70, 30, 70)]
@@ -156,7 +156,7 @@ def test_windows_batch_by_shape_in_order():
 
 def test_several_windows_per_pass_give_the_same_image(tiny_net):
     """The CUDA batching, run on the CPU: windows three at a time give what one at a time gives."""
-    from mdeblur_cli.tiling import restore_tensor
+    from mdeblur_cli.restore.tiles import restore_tensor
 
     img = np.random.default_rng(3).random((160, 208, 3), np.float32)
     outs = []

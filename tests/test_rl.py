@@ -3,9 +3,9 @@ import skimage.data
 import torch
 from skimage.restoration import richardson_lucy as sk_richardson_lucy
 
-from mdeblur_cli.degrade import convolve, gaussian_kernel
-from mdeblur_cli.metrics import psnr
-from mdeblur_cli.rl import richardson_lucy
+from mdeblur_cli.data.degrade import convolve, gaussian_kernel
+from mdeblur_cli.evaluate.metrics import psnr
+from mdeblur_cli.evaluate.rl import richardson_lucy
 
 from .conftest import smooth_image
 
@@ -63,13 +63,13 @@ def test_even_sized_psf_matches_the_reference_too():
 
 
 def test_fft_sizes_are_3_smooth_and_minimal():
-    from mdeblur_cli.rl import fft_size
+    from mdeblur_cli.evaluate.rl import fft_size
 
     assert [fft_size(n) for n in (1, 5, 7, 564, 576, 577)] == [1, 6, 8, 576, 576, 648]
 
 
 def test_separable_path_matches_fft_path_and_the_reference():
-    from mdeblur_cli.rl import separable_factors
+    from mdeblur_cli.evaluate.rl import separable_factors
 
     img = torch.from_numpy(smooth_image(40, 56, seed=7)).permute(2, 0, 1)
     psf = gaussian_kernel(1.5)
@@ -99,7 +99,7 @@ def test_separable_path_with_rectangular_and_per_channel_psfs():
 def test_a_disk_psf_is_not_separable_and_auto_takes_the_fft_path():
     import pytest
 
-    from mdeblur_cli.rl import separable_factors
+    from mdeblur_cli.evaluate.rl import separable_factors
 
     yy, xx = torch.meshgrid(torch.arange(9.0) - 4, torch.arange(9.0) - 4, indexing="ij")
     disk = ((yy**2 + xx**2) <= 12).float()

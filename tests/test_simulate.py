@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mdeblur_cli.simulate import OBJ_X5, OBJ_X10, SimulationSpec, defocus_psf, lr_psf, rms_radius_px, simulate_pair
-from mdeblur_cli.specimens import SPECIMENS
+from mdeblur_cli.data.simulate import OBJ_X5, OBJ_X10, SimulationSpec, defocus_psf, lr_psf, rms_radius_px, simulate_pair
+from mdeblur_cli.data.specimens import SPECIMENS
 
 
 def test_psf_sums_to_one_and_is_symmetric():

@@ -7,10 +7,10 @@ from typer.testing import CliRunner
 
 from mdeblur_cli.cli import app
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.files import restore_file
-from mdeblur_cli.io import write_image
-from mdeblur_cli.restore import restore_array
-from mdeblur_cli.stacks import Meta, read_series, split_name
+from mdeblur_cli.formats.images import write_image
+from mdeblur_cli.formats.stacks import Meta, read_series, split_name
+from mdeblur_cli.restore.arrays import restore_array
+from mdeblur_cli.restore.files import restore_file
 
 from .conftest import smooth_image
 

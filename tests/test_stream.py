@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tifffile
 
-import mdeblur_cli.stream as stream
-from mdeblur_cli.files import restore_file
-from mdeblur_cli.restore import restore_array
+import mdeblur_cli.scale.stream as stream
+from mdeblur_cli.restore.arrays import restore_array
+from mdeblur_cli.restore.files import restore_file
 
 from .conftest import smooth_image
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdeblur_cli.tiling import Blend, Grid, Window, windows
+from mdeblur_cli.restore.tiles import Blend, Grid, Window, windows
 
 S = 2
 

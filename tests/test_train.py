@@ -3,10 +3,10 @@ import csv
 import numpy as np
 import pytest
 
-from mdeblur_cli.config import TrainConfig
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.io import write_image
-from mdeblur_cli.train import learning_rate_at, train
+from mdeblur_cli.formats.images import write_image
+from mdeblur_cli.train.config import TrainConfig
+from mdeblur_cli.train.loop import learning_rate_at, train
 from mdeblur_cli.weights import load_model, read_metadata
 
 from .conftest import smooth_image
@@ -65,7 +65,7 @@ def test_log_mse_weights_patches_by_their_own_error():
     """log-mse: zero when exact, the mean of log1p(MSE_i/eps), and a smooth (low-error) patch pulls harder."""
     import torch
 
-    from mdeblur_cli.losses import LOG_MSE_EPS, Losses
+    from mdeblur_cli.train.losses import LOG_MSE_EPS, Losses
 
     losses = Losses(TrainConfig(pixel_loss="log-mse"), None, None)
     target = torch.rand(2, 3, 8, 8)
@@ -89,8 +89,8 @@ def test_unknown_pixel_loss_is_an_error(tmp_path):
 
 
 def test_config_round_trips_through_toml(tmp_path):
-    from mdeblur_cli.config import config_from_toml, config_to_toml
-    from mdeblur_cli.degrade import DegradationSpec
+    from mdeblur_cli.data.degrade import DegradationSpec
+    from mdeblur_cli.train.config import config_from_toml, config_to_toml
 
     cfg = TrainConfig(data="/data/x", model="unet-sr", preset="tiny", iters=123, epochs=4, learning_rate=3e-4,
                       ema=0.99, pixel_loss="log-mse", vgg19_weights="v.pth", init="w.safetensors", threads=2,
@@ -102,7 +102,7 @@ def test_config_round_trips_through_toml(tmp_path):
 
 
 def test_epochs_load_the_data_once_and_set_the_iterations(tmp_path, monkeypatch):
-    import mdeblur_cli.train as t
+    import mdeblur_cli.train.loop as t
 
     calls = []
     real = t.load_sources
@@ -120,7 +120,7 @@ def test_epochs_load_the_data_once_and_set_the_iterations(tmp_path, monkeypatch)
 def test_every_shipped_config_parses():
     from pathlib import Path
 
-    from mdeblur_cli.config import config_from_toml
+    from mdeblur_cli.train.config import config_from_toml
 
     root = Path(__file__).resolve().parent.parent / "configs"
     configs = sorted(root.rglob("*.toml"))
@@ -154,7 +154,7 @@ def test_init_is_checked_against_its_sha256_and_recorded(tmp_path):
 
 
 def test_degradation_keys_and_values_are_checked(tmp_path):
-    from mdeblur_cli.config import config_from_toml
+    from mdeblur_cli.train.config import config_from_toml
 
     path = tmp_path / "c.toml"
     path.write_text("iters = 5\n\n[degradation]\nbits8_prb = 0.1\n")
@@ -166,7 +166,7 @@ def test_degradation_keys_and_values_are_checked(tmp_path):
 
 
 def test_bad_values_in_a_config_file_are_named(tmp_path):
-    from mdeblur_cli.config import config_from_toml
+    from mdeblur_cli.train.config import config_from_toml
 
     path = tmp_path / "c.toml"
     for body, message in (('[degradation]\nprotocol_prob = "high"\n', "protocol_prob = 'high': must be a number"),
@@ -190,7 +190,7 @@ def test_a_fine_tuned_run_resumes_without_its_parent_and_overwrite_starts_both_l
     data = _hr_folder(tmp_path / "hr")
     train(_tiny(tmp_path, data, init=str(parent), iters=3))
     parent.unlink()  # the parent is gone (or overwritten): the run's own weights and state carry on
-    from mdeblur_cli.config import config_from_toml
+    from mdeblur_cli.train.config import config_from_toml
 
     cfg = config_from_toml(tmp_path / "run" / "config.toml", {"iters": 6})
     train(cfg, resume=True)
@@ -202,6 +202,6 @@ def test_a_fine_tuned_run_resumes_without_its_parent_and_overwrite_starts_both_l
 
 
 def read_metrics_rows(run):
-    from mdeblur_cli.runlog import read_metrics
+    from mdeblur_cli.train.runlog import read_metrics
 
     return read_metrics(run)

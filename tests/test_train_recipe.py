@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from mdeblur_cli.cli import app
-from mdeblur_cli.io import write_image
-from mdeblur_cli.runlog import read_metrics
-from mdeblur_cli.vgg import TORCHVISION_FILE, vgg19_features
+from mdeblur_cli.formats.images import write_image
+from mdeblur_cli.train.runlog import read_metrics
+from mdeblur_cli.train.vgg import TORCHVISION_FILE, vgg19_features
 
 from .conftest import smooth_image
 

@@ -9,9 +9,9 @@ import torch
 from typer.testing import CliRunner
 
 from mdeblur_cli.cli import app
-from mdeblur_cli.restore import TrustRequest, restore_array, restore_stack
-from mdeblur_cli.trust import TrustModel, mad_sigma, noise_sigma
-from mdeblur_cli.trust_bench import NoiseAmplifier
+from mdeblur_cli.evaluate.trust_bench import NoiseAmplifier
+from mdeblur_cli.restore.arrays import TrustRequest, restore_array, restore_stack
+from mdeblur_cli.restore.trust import TrustModel, mad_sigma, noise_sigma
 from mdeblur_cli.weights import LoadedModel, load_model, save_weights, set_provenance
 
 runner = CliRunner()
@@ -106,7 +106,7 @@ def test_fail_on_suspect_exits_3(tmp_path, tiny_weights, monkeypatch):
     """A planted noise amplifier on a flat noise field: suspect, so --fail-on-suspect exits 3 (outputs kept)."""
     import cv2
 
-    import mdeblur_cli.batch as batch
+    import mdeblur_cli.scale.batch as batch
 
     cv2.imwrite(str(tmp_path / "n.png"), _flat_noise(side=48))
     monkeypatch.setattr(batch, "load_model", lambda *a, **k: LoadedModel(NoiseAmplifier(), "planted"))
@@ -163,7 +163,7 @@ def test_trust_maps_never_collide_and_skip_existing_needs_both_files(tmp_path, t
 
 
 def test_a_stacks_verdict_agrees_with_its_share(tiny_model):
-    from mdeblur_cli.trust import SUSPECT_SHARE, combine
+    from mdeblur_cli.restore.trust import SUSPECT_SHARE, combine
 
     planes = [{"doubtful_share": s, "suspect": s > SUSPECT_SHARE, "median_error": 1.0} for s in (0.0, 0.0, 0.025)]
     image = combine(planes, [np.ones((4, 4), np.float32)])

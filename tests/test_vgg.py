@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.losses import PerceptualLoss
-from mdeblur_cli.vgg import (
+from mdeblur_cli.train.losses import PerceptualLoss
+from mdeblur_cli.train.vgg import (
     TORCHVISION_FILE,
     find_vgg19_weights,
     load_vgg19_features,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import MdeblurError
-from ..io import match_stems, read_image, to_float
+from ..formats.images import match_stems, read_image, to_float
 
 # scikit-image's bundled images reserved for evaluation: never trained on.
 RESERVED = ("retina", "immunohistochemistry", "cell", "microaneurysms")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import MdeblurError
-from ..io import list_images
+from ..formats.images import list_images
 from . import RESERVED, Pair, load_pairs, read_rgb, skimage_image, to_tensor
 
 EVAL_CROP = 512  # HR side of evaluation crops, as the paper's FIRE crops
@@ -55,7 +55,7 @@ def grid_crops(img: np.ndarray, size: int) -> list[np.ndarray]:
 
 def fire_pairs(named: list[tuple[str, np.ndarray]], sigma_px: float, scale: int) -> list[Pair]:
     """HR float images through the FIRE protocol."""
-    from ..degrade import fire_protocol, gaussian_kernel
+    from .degrade import fire_protocol, gaussian_kernel
 
     pairs = []
     for name, img in named:
@@ -143,8 +143,8 @@ def find_pinecones(roots: list[Path]) -> Path | None:
 
 def pinecones_eval_set(data_root: str | Path | None, scale: int) -> EvalSet:
     """Real x5/x10 pine-cone pairs where found; else procedural plant tissue through the x5-defocus/x10 physics."""
-    from ..simulate import SimulationSpec, lr_psf, simulate_pair
-    from ..specimens import plant_tissue
+    from .simulate import SimulationSpec, lr_psf, simulate_pair
+    from .specimens import plant_tissue
 
     real = find_pinecones(data_roots(data_root))
     if real is not None:

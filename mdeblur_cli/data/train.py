@@ -11,11 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..degrade import DegradationSpec, downscale, random_degradation, random_encoding
-from ..draws import chance, uniform
 from ..errors import MdeblurError
-from ..io import list_images
+from ..formats.images import list_images
 from . import Pair, _readable, load_pairs, skimage_image, to_tensor
+from .degrade import DegradationSpec, downscale, random_degradation, random_encoding
+from .draws import chance, uniform
 
 # Bundled, natural or textured images (no synthetic test patterns); cat duplicates chelsea.
 TRAIN_SOURCES = (
@@ -117,7 +117,7 @@ RANGE_CLEAN_PROB = 0.15
 
 def range_optics(generator: torch.Generator):
     """A drawn (SimulationSpec without noise, |dz| um) from the common dry objectives and a blur radius."""
-    from ..simulate import Objective, SimulationSpec
+    from .simulate import Objective, SimulationSpec
 
     mag, na = RANGE_OBJECTIVES[int(torch.randint(len(RANGE_OBJECTIVES), (), generator=generator))]
     lo = Objective(mag, na)
@@ -135,7 +135,7 @@ def real_specimens(hr: torch.Tensor, side: int) -> list[torch.Tensor]:
 
 def procedural_specimen(index: int, seed: int, size: int) -> torch.Tensor:
     """A (3, size, size) specimen; its kind (plant, fundus, fibres) cycles with `index`."""
-    from ..specimens import SPECIMENS
+    from .specimens import SPECIMENS
 
     kinds = list(SPECIMENS.values())
     return to_tensor(kinds[index % len(kinds)](size, seed))
@@ -153,7 +153,7 @@ class MicroscopePatches:
     def __init__(self, seeds=range(MICRO_POOL), size: int = 256,
                  peak_range: tuple[float, float] | None = MICRO_PEAK_RANGE, real: list[torch.Tensor] = (),
                  encoding: DegradationSpec | None = None, optics: str = "x5") -> None:
-        from ..simulate import SimulationSpec
+        from .simulate import SimulationSpec
 
         if optics not in ("x5", "range"):
             raise MdeblurError(f"microscope optics {optics!r}: use x5 or range")
@@ -164,7 +164,7 @@ class MicroscopePatches:
         self.encoding = encoding  # None: the LR stays float; else stored and normalised as a user's file
 
     def sample(self, patch_lr: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from ..simulate import simulate_pair
+        from .simulate import simulate_pair
 
         g, s = generator, self.spec.scale
         p_hr = patch_lr * s
@@ -194,7 +194,7 @@ class MicroscopePatches:
                 plo, phi = np.log(self.peak_range)
                 peak = float(np.exp(uniform(g, plo, phi)))
             return self.spec, MICRO_MARGIN, dz, peak
-        from ..simulate import cached_rgb_psfs
+        from .simulate import cached_rgb_psfs
 
         spec, dz = range_optics(g)
         dz = max(1.0, float(round(dz)))  # whole um: the PSF cache stays small
@@ -209,7 +209,7 @@ def microscope_validation(count: int = MICRO_VAL_COUNT, size: int = 192,
     """Fixed held-out simulated pairs (specimen seeds from MICRO_VAL_SEED; the eval stand-ins use 900000+),
     their LR stored and normalised as a user's file (`encoding`) where given. With optics="range", as many
     pairs again through drawn objectives (1000 photons)."""
-    from ..simulate import SimulationSpec, simulate_pair
+    from .simulate import SimulationSpec, simulate_pair
 
     pairs = []
     for i in range(count * (2 if optics == "range" else 1)):
@@ -304,7 +304,7 @@ SOFT_SIGMA_HR = (0.5, 3.0)  # intrinsic softness of "soft" content, HR px
 
 def soften(hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Intrinsically soft content: the ground truth itself blurred (HR px), so sharpness is not assumed."""
-    from ..degrade import convolve, gaussian_kernel
+    from .degrade import convolve, gaussian_kernel
 
     lo, hi = SOFT_SIGMA_HR
     sigma = uniform(generator, lo, hi)

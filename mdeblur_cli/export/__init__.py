@@ -1,0 +1,1 @@
+"""Export: ONNX and TorchScript networks, and BioImage Model Zoo packages."""
