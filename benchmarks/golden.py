@@ -41,10 +41,10 @@ def _smooth(h: int, w: int, seed: int) -> np.ndarray:
 
 
 def run(tmp: Path) -> dict[str, str]:
-    from mdeblur_cli.scale import stream
     from mdeblur_cli.formats.images import read_image
     from mdeblur_cli.restore.arrays import restore_array
     from mdeblur_cli.restore.files import restore_file
+    from mdeblur_cli.scale import stream
     from mdeblur_cli.weights import load_model
 
     model = load_model("mdeblurgan-x2")
@@ -76,8 +76,8 @@ def _dask(tmp: Path) -> str:
     import zarr
     from distributed import Client, LocalCluster
 
-    from mdeblur_cli.scale import cluster
     from mdeblur_cli.formats.stacks import Meta, Series, write_series
+    from mdeblur_cli.scale import cluster
 
     img = np.rint(50 + _smooth(300, 420, 11) * 4000).astype(np.uint16)
     src, dst = tmp / "p.ome.zarr", tmp / "o.ome.zarr"

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mdeblur_cli.scale import cluster
 from mdeblur_cli.formats.stacks import Meta, Series, write_series
 from mdeblur_cli.restore.arrays import restore_array
+from mdeblur_cli.scale import cluster
 from mdeblur_cli.scale.batch import RestoreJob, restore_files
 from mdeblur_cli.weights import load_model
 

@@ -99,9 +99,9 @@ def test_one_huge_plane_over_the_cluster_equals_the_in_process_restore(tmp_path,
     import zarr
     from distributed import Client, LocalCluster
 
-    from mdeblur_cli.scale import cluster
     from mdeblur_cli.formats.stacks import Meta, Series, write_series
     from mdeblur_cli.restore.arrays import restore_array
+    from mdeblur_cli.scale import cluster
     from mdeblur_cli.weights import load_model
 
     rng = np.random.default_rng(1)
@@ -131,8 +131,8 @@ def test_one_huge_plane_over_the_cluster_equals_the_in_process_restore(tmp_path,
 def test_a_worker_on_another_version_is_one_clear_error(monkeypatch):
     from distributed import Client, LocalCluster
 
-    from mdeblur_cli.scale import cluster
     from mdeblur_cli.errors import MdeblurError
+    from mdeblur_cli.scale import cluster
 
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as lc, Client(lc) as client:
         cluster.check_workers(client, "test")  # the same version: fine
@@ -145,8 +145,8 @@ def test_a_worker_on_another_version_is_one_clear_error(monkeypatch):
 
 
 def test_losing_every_worker_is_a_clear_error_not_a_hang(tmp_path, tiny_weights, monkeypatch):
-    from mdeblur_cli.scale import cluster
     from mdeblur_cli.errors import MdeblurError
+    from mdeblur_cli.scale import cluster
     from mdeblur_cli.scale.batch import RestoreJob
 
     monkeypatch.setattr(cluster, "NO_WORKERS_S", 3)
@@ -170,8 +170,8 @@ def test_losing_every_worker_is_a_clear_error_not_a_hang(tmp_path, tiny_weights,
 
 
 def test_cluster_addresses_that_are_neither_local_nor_an_address_are_refused(tmp_path):
-    from mdeblur_cli.scale import cluster
     from mdeblur_cli.errors import MdeblurError
+    from mdeblur_cli.scale import cluster
 
     with pytest.raises(MdeblurError, match="give 'local'"):
         cluster.connect("locl")
