@@ -27,8 +27,14 @@ def weights_dirs() -> list[Path]:
 
 
 def resolve_weights(name_or_path: str | Path) -> Path:
-    """A shipped name (e.g. 'mdeblurgan-x2') or a path to a .safetensors file."""
+    """A shipped name (e.g. 'mdeblurgan-x2'), a path to a .safetensors file, or a run folder (mdeblur adapt or
+    train) holding best.safetensors."""
     p = Path(name_or_path)
+    if p.is_dir():
+        if not (p / "best.safetensors").is_file():
+            raise MdeblurError(f"{p}: a folder without best.safetensors (give a weights file, a shipped name, or the "
+                               "folder of a finished mdeblur adapt or train run)")
+        return p / "best.safetensors"
     if p.suffix == ".safetensors" or p.exists():
         if not p.is_file():
             raise MdeblurError(f"{p}: weights file not found")

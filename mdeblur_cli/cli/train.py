@@ -127,3 +127,55 @@ def runs_compare(
     output.parent.mkdir(parents=True, exist_ok=True)
     training_curve(curves, output)
     console.print(f"wrote {output}", markup=False, highlight=False)
+
+
+@app.command(epilog="Examples:\n\n  mdeblur adapt infocus/ --out runs/scope1 --psf beads.tif --minutes 15\n\n  mdeblur adapt "
+             "infocus/ --out runs/scope1 --objective-lr 5x/0.12 --defocus 40:60 --like blurry/\n\n  mdeblur adapt "
+             "--specimens plant --out runs/plant --minutes 5\n\n  mdeblur adapt --resume runs/scope1\n\n  "
+             "mdeblur restore blurry/ --out-dir restored/ --weights runs/scope1")
+def adapt(
+    infocus: Annotated[Path | None, typer.Argument(help="Well-focused images of your own specimens (at the sharp "
+                                                        "objective's sampling).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder: best.safetensors, report.md/json/png.")] = None,
+    specimens: Annotated[str | None, typer.Option(help="plant, fibres or fundus: built-in specimens instead of "
+                                                       "INFOCUS.")] = None,
+    psf: Annotated[Path | None, typer.Option(help="Measured PSF of the blurry objective: a 2-D image or a 3-D bead "
+                                                  "stack (its planes give the defocus range).")] = None,
+    psf_pixel_size: Annotated[float | None, typer.Option(help="The PSF's pixel size in um (else its OME/ImageJ "
+                                                               "calibration).")] = None,
+    objective_lr: Annotated[str, typer.Option(help="Blurry (low-res) objective, MAG/NA.")] = "5x/0.12",
+    objective_hr: Annotated[str, typer.Option(help="Sharp (high-res) objective, MAG/NA: twice the magnification.")] = "10x/0.25",
+    camera_pixel: Annotated[float, typer.Option(help="Camera pixel size in um.")] = 6.5,
+    defocus: Annotated[str, typer.Option(help="Defocus range |dz| in um, LO:HI (ignored with --psf).")] = "40:60",
+    noise: Annotated[str, typer.Option(help="Photons at white (Poisson) or 'none' (ignored with --like).")] = "2000",
+    read_noise: Annotated[float, typer.Option(help="Gaussian read noise, fraction of white (ignored with --like).")] = 0.002,
+    like: Annotated[Path | None, typer.Option(help="Your real blurry files: their noise, bit depth and intensity "
+                                                   "range are estimated and simulated.")] = None,
+    minutes: Annotated[float, typer.Option(help="Time for the whole command: simulation, fitting and report.")] = 15.0,
+    init: Annotated[str, typer.Option(help="Weights to start from (shipped name, file or run folder).")] = "mdeblurgan-x2",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[Path | None, typer.Option(help="Continue the adapt run in this folder.")] = None,
+) -> None:
+    """Fit the model to your microscope: simulate pairs from in-focus images through its optics, fine-tune, and
+    report on held-out regions against bicubic, Richardson-Lucy and the starting model."""
+    from ..train.adapt import AdaptSpec
+    from ..train.adapt import adapt as run_adapt
+
+    if resume is not None:
+        run_adapt(AdaptSpec(out=str(resume)), console, resume=True)
+        return
+    if out is None:
+        raise MdeblurError("adapt needs --out RUN (or --resume RUN)")
+    try:
+        lo, _, hi = defocus.partition(":")
+        dz = (float(lo), float(hi or lo))
+        photons = None if noise == "none" else float(noise)
+    except ValueError:
+        raise MdeblurError(f"--defocus {defocus} / --noise {noise}: give LO:HI in um and photons (or none)") from None
+    spec = AdaptSpec(out=str(out), infocus=None if infocus is None else str(infocus), specimens=specimens,
+                     psf=None if psf is None else str(psf), psf_pixel_um=psf_pixel_size, objective_lr=objective_lr,
+                     objective_hr=objective_hr, camera_pixel_um=camera_pixel, defocus_um=dz, photons=photons,
+                     read_sigma=read_noise, like=None if like is None else str(like), minutes=minutes, init=init,
+                     device=device, seed=seed)
+    run_adapt(spec, console)

@@ -349,13 +349,16 @@ PROGRESS = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.com
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
 
 
-def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
-    """Run (or resume) a training run; writes best/last weights, state.pt, metrics.csv, train.log under cfg.out."""
+def train(cfg: TrainConfig, console=None, resume: bool = False, deadline: float | None = None) -> dict:
+    """Run (or resume) a training run; writes best/last weights, state.pt, metrics.csv, train.log under cfg.out.
+    `deadline` (a time.time()) sets a fresh run's time limit to what is left of it once the data are loaded."""
     run = setup(cfg, console, resume)
     if resume:
         resume_from(run)
     elif run.cfg.loss_balance == "auto":
         balance_losses(run)
+    if deadline is not None and not resume:
+        run.cfg = replace(run.cfg, time_limit_s=max(1.0, deadline - time.time()))
     cfg, main = run.cfg, run.dinfo.main
     log = RunLog(run.out, resume_at=run.start if resume else None, enabled=main)
     if main:
