@@ -25,7 +25,8 @@ from rich.console import Console
 from soak import Meter
 
 from mdeblur_cli.restore.files import compute_file, load_file, restore_file
-from mdeblur_cli.scale.batch import RestoreJob, restore_files
+from mdeblur_cli.scale.batch import restore_files
+from mdeblur_cli.scale.job import RestoreJob
 from mdeblur_cli.weights import load_model
 
 

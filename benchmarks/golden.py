@@ -76,20 +76,21 @@ def _dask(tmp: Path) -> str:
     import zarr
     from distributed import Client, LocalCluster
 
-    from mdeblur_cli.formats.stacks import Meta, Series, write_series
-    from mdeblur_cli.scale import cluster
+    from mdeblur_cli.formats.series import Meta, Series
+    from mdeblur_cli.formats.stacks import write_series
+    from mdeblur_cli.scale import plane
 
     img = np.rint(50 + _smooth(300, 420, 11) * 4000).astype(np.uint16)
     src, dst = tmp / "p.ome.zarr", tmp / "o.ome.zarr"
     write_series(src, [Series(img, "YX", Meta(kind="ome", ome={"Pixels": {"PhysicalSizeX": 0.5}}))])
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
             Client(lc) as client:
-        old = cluster.CHUNK
-        cluster.CHUNK = 256
+        old = plane.CHUNK
+        plane.CHUNK = 256
         try:
-            cluster.restore_plane_distributed(client, src, dst, "mdeblurgan-x2", 96, "auto", None)
+            plane.restore_plane_distributed(client, src, dst, "mdeblurgan-x2", 96, "auto", None)
         finally:
-            cluster.CHUNK = old
+            plane.CHUNK = old
     return _hash(np.asarray(zarr.open_group(str(dst), mode="r")["0"][...]))
 
 

@@ -25,7 +25,8 @@ def child(side: int, work: Path) -> None:
     from rich.console import Console
 
     from mdeblur_cli.models import build_model
-    from mdeblur_cli.scale.batch import RestoreJob, restore_files
+    from mdeblur_cli.scale.batch import restore_files
+    from mdeblur_cli.scale.job import RestoreJob
     from mdeblur_cli.weights import save_weights
 
     weights = work / "tiny.safetensors"

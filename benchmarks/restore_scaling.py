@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mdeblur_cli.formats.stacks import Meta, Series, write_series
+from mdeblur_cli.formats.series import Meta, Series
+from mdeblur_cli.formats.stacks import write_series
 from mdeblur_cli.restore.arrays import restore_array
-from mdeblur_cli.scale import cluster
-from mdeblur_cli.scale.batch import RestoreJob, restore_files
+from mdeblur_cli.scale import cluster, plane, workers
+from mdeblur_cli.scale.batch import restore_files
+from mdeblur_cli.scale.job import RestoreJob
 from mdeblur_cli.weights import load_model
 
 
@@ -98,7 +100,7 @@ def main() -> None:
         name = f"LocalCluster, {n} worker{'s' if n > 1 else ''} x 1 thread"
         client = cluster.connect("local", workers=n, threads=1)
         try:
-            client.gather(client.map(cluster.worker_model, [args.weights] * n * 4, pure=False))  # load, warm
+            client.gather(client.map(workers.worker_model, [args.weights] * n * 4, pure=False))  # load, warm
             job = RestoreJob(inputs=[], weights=args.weights)
             out = work / f"out-{n}"
             out.mkdir()
@@ -109,7 +111,7 @@ def main() -> None:
             assert not [r for r in recs if r.get("error")], recs
             dst = work / f"plane-{n}.ome.zarr"
             t = time.perf_counter()
-            cluster.restore_plane_distributed(client, plane_path, dst, args.weights, 320, "auto", None)
+            plane.restore_plane_distributed(client, plane_path, dst, args.weights, 320, "auto", None)
             plane_s = time.perf_counter() - t
             if n == 2:
                 tasks = 400

@@ -70,7 +70,7 @@ def run_method(name: str, img: np.ndarray, device: torch.device, ref_gflops: flo
     timer = _timer(device)
     if name == "rl-sr":
         from mdeblur_cli.data.degrade import upscale_bicubic
-        from mdeblur_cli.evaluate.benchmark import parse_psf
+        from mdeblur_cli.evaluate.psfs import parse_psf
         from mdeblur_cli.evaluate.rl import richardson_lucy
 
         psf = parse_psf("gaussian:1.5")
@@ -93,7 +93,8 @@ def onnx_vs_torch(weights: str, sides: tuple[int, ...] = (256, 400)) -> None:
 
     import onnxruntime as ort
 
-    from mdeblur_cli.export.networks import RestoredImage, export
+    from mdeblur_cli.export.networks import RestoredImage
+    from mdeblur_cli.export.write import export
 
     model = load_model(weights)
     path = Path(tempfile.mkdtemp()) / "m.onnx"

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mdeblur_cli.scale.batch import RestoreJob, restore_files
+from mdeblur_cli.scale.batch import restore_files
+from mdeblur_cli.scale.job import RestoreJob
 
 
 def rss_mb() -> float:

@@ -8,8 +8,9 @@ from typer.testing import CliRunner
 from mdeblur_cli.cli import app
 from mdeblur_cli.data.eval import load_eval_set
 from mdeblur_cli.errors import MdeblurError
-from mdeblur_cli.evaluate.benchmark import bicubic_method, model_method, parse_psf, rl_method, run_benchmark
+from mdeblur_cli.evaluate.benchmark import bicubic_method, model_method, rl_method, run_benchmark
 from mdeblur_cli.evaluate.figures import pick_regions
+from mdeblur_cli.evaluate.psfs import parse_psf
 
 runner = CliRunner()
 

@@ -44,8 +44,8 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, tiny_weights,
 
 
 def test_many_files_on_a_local_cluster_load_the_model_once_per_worker(tmp_path, tiny_weights):
-    from mdeblur_cli.scale import cluster
-    from mdeblur_cli.scale.batch import RestoreJob
+    from mdeblur_cli.scale import cluster, workers
+    from mdeblur_cli.scale.job import RestoreJob
 
     src = _images(tmp_path / "in", 8)
     (src / "bad.png").write_text("not an image")
@@ -54,7 +54,7 @@ def test_many_files_on_a_local_cluster_load_the_model_once_per_worker(tmp_path, 
     client = cluster.connect("local", workers=2, threads=1)
     try:
         recs = cluster.restore_many(client, RestoreJob(inputs=[], weights=str(tiny_weights)), plan)
-        loads = client.run(cluster.loads_in_this_process)
+        loads = client.run(workers.loads_in_this_process)
     finally:
         cluster.close(client)
     errors = [r for r in recs if r.get("error")]
@@ -68,7 +68,7 @@ def test_a_killed_worker_changes_nothing_in_the_outputs(tmp_path, tiny_weights):
     from distributed import wait
 
     from mdeblur_cli.scale import cluster
-    from mdeblur_cli.scale.batch import RestoreJob
+    from mdeblur_cli.scale.job import RestoreJob
 
     src = _images(tmp_path / "in", 12, side=160)
     job = RestoreJob(inputs=[], weights=str(tiny_weights))
@@ -99,9 +99,10 @@ def test_one_huge_plane_over_the_cluster_equals_the_in_process_restore(tmp_path,
     import zarr
     from distributed import Client, LocalCluster
 
-    from mdeblur_cli.formats.stacks import Meta, Series, write_series
+    from mdeblur_cli.formats.series import Meta, Series
+    from mdeblur_cli.formats.stacks import write_series
     from mdeblur_cli.restore.arrays import restore_array
-    from mdeblur_cli.scale import cluster
+    from mdeblur_cli.scale import plane
     from mdeblur_cli.weights import load_model
 
     rng = np.random.default_rng(1)
@@ -109,15 +110,15 @@ def test_one_huge_plane_over_the_cluster_equals_the_in_process_restore(tmp_path,
     src, dst = tmp_path / "p.ome.zarr", tmp_path / "o.ome.zarr"
     meta = Meta(kind="ome", ome={"Pixels": {"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}})
     write_series(src, [Series(img, "YX", meta)])
-    assert cluster.huge_plane_job(src, dst)
+    assert plane.huge_plane_job(src, dst)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
             Client(lc) as client:
-        old = cluster.CHUNK
-        cluster.CHUNK = 256  # several chunks, each written by its own task
+        old = plane.CHUNK
+        plane.CHUNK = 256  # several chunks, each written by its own task
         try:
-            info = cluster.restore_plane_distributed(client, src, dst, str(tiny_weights), 96, "auto", None)
+            info = plane.restore_plane_distributed(client, src, dst, str(tiny_weights), 96, "auto", None)
         finally:
-            cluster.CHUNK = old
+            plane.CHUNK = old
     assert info["windows"] > 4 and info["chunks"] > 4
     got = np.asarray(zarr.open_group(str(dst), mode="r")["0"][...])
     want = restore_array(img, load_model(tiny_weights), tile=96)
@@ -146,10 +147,10 @@ def test_a_worker_on_another_version_is_one_clear_error(monkeypatch):
 
 def test_losing_every_worker_is_a_clear_error_not_a_hang(tmp_path, tiny_weights, monkeypatch):
     from mdeblur_cli.errors import MdeblurError
-    from mdeblur_cli.scale import cluster
-    from mdeblur_cli.scale.batch import RestoreJob
+    from mdeblur_cli.scale import cluster, workers
+    from mdeblur_cli.scale.job import RestoreJob
 
-    monkeypatch.setattr(cluster, "NO_WORKERS_S", 3)
+    monkeypatch.setattr(workers, "NO_WORKERS_S", 3)
     src = _images(tmp_path / "in", 40, side=256)
     (tmp_path / "o").mkdir()
     plan = [(p, tmp_path / "o" / p.name) for p in sorted(src.iterdir())]
@@ -181,7 +182,8 @@ def test_both_kinds_of_work_through_the_cli_on_cluster_local(tmp_path, tiny_weig
     """`mdeblur restore --cluster local`: a folder file by file, and one 16-bit OME-Zarr plane over the workers."""
     import zarr
 
-    from mdeblur_cli.formats.stacks import Meta, Series, write_series
+    from mdeblur_cli.formats.series import Meta, Series
+    from mdeblur_cli.formats.stacks import write_series
 
     src = _images(tmp_path / "in", 3)
     res = runner.invoke(app, ["restore", str(src), "--out-dir", str(tmp_path / "o"), "--weights", str(tiny_weights),

@@ -132,3 +132,15 @@ def test_range_microscope_patches_are_seeded_and_sized():
     assert len(microscope_validation(count=1, size=96, optics="range")) == 2
     with pytest.raises(MdeblurError, match="optics"):
         MicroscopePatches(seeds=range(1), optics="x7")
+
+
+def test_the_defocus_set_is_the_reserved_images_through_physical_optics():
+    from mdeblur_cli.evaluate.benchmark import header_line
+
+    es = load_eval_set("defocus", limit=1)
+    p = es.pairs[0]
+    assert not es.stand_in and p.name in RESERVED and p.psf is not None and p.psf.dim() == 3
+    assert p.hr.shape[-1] == 2 * p.lr.shape[-1] and p.psf.shape[-1] >= 9  # 50 um at 5x/0.12: a wide disk
+    rep = {"source": es.source, "stand_in": False, "protocol": es.protocol, "dataset": "defocus",
+           "metric": {"border_crop_px": 2}}
+    assert "defocused 50-50 um" in header_line(rep)

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from mdeblur_cli.cli import app
 from mdeblur_cli.errors import MdeblurError
 from mdeblur_cli.formats.images import write_image
-from mdeblur_cli.formats.stacks import Meta, read_series, split_name
+from mdeblur_cli.formats.series import Meta, split_name
+from mdeblur_cli.formats.stacks import read_series
 from mdeblur_cli.restore.arrays import restore_array
 from mdeblur_cli.restore.files import restore_file
 

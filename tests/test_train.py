@@ -6,7 +6,8 @@ import pytest
 from mdeblur_cli.errors import MdeblurError
 from mdeblur_cli.formats.images import write_image
 from mdeblur_cli.train.config import TrainConfig
-from mdeblur_cli.train.loop import learning_rate_at, train
+from mdeblur_cli.train.loop import train
+from mdeblur_cli.train.schedule import learning_rate_at
 from mdeblur_cli.weights import load_model, read_metadata
 
 from .conftest import smooth_image

@@ -14,7 +14,7 @@ from .app import app, console
 
 @app.command(epilog="Examples:\n\n  mdeblur benchmark --dataset reserved\n\n  mdeblur benchmark --dataset fire --json fire.json --markdown fire.md\n\n  mdeblur benchmark --dataset my_pairs/ --psf gaussian:1.2 --methods bicubic,rl-sr,mdeblurgan")
 def benchmark(
-    dataset: Annotated[str, typer.Option(help="reserved, fire, micro, pinecones, or a folder (lr/+hr/ pairs or HR images).")] = "reserved",
+    dataset: Annotated[str, typer.Option(help="reserved, fire, micro, pinecones, defocus, or a folder (lr/+hr/ pairs or HR images).")] = "reserved",
     methods: Annotated[str, typer.Option(help="Comma-separated: bicubic, rl-sr, unet-sr, mdeblurgan, mdeblurgan-no-oa.")] = "bicubic,rl-sr,unet-sr,mdeblurgan",
     weights: Annotated[str, typer.Option(help="Weights for mdeblurgan.")] = "mdeblurgan-x2",
     unet_weights: Annotated[str, typer.Option(help="Weights for unet-sr.")] = "unet-sr-x2",
@@ -47,22 +47,11 @@ def benchmark(
     from ..device import resolve_device
     from ..evaluate import benchmark as bm
     from ..evaluate import figures
-    from ..formats.paths import check_new_file
     from ..weights import load_model
 
-    for option, value in (("--limit", limit), ("--figure-images", figure_images), ("--rl-iters", rl_iters)):
-        if value is not None and value < 1:
-            raise MdeblurError(f"{option} {value}: must be 1 or more")
-    if not (sigma > 0 and sigma < 1e3):
-        raise MdeblurError(f"--sigma {sigma:g}: a blur sigma in low-res pixels must be positive")
-    outputs = {"--json": json_out, "--csv": csv_out, "--markdown": markdown, "--figure": figure,
-               "--plot-params": plot_params}
-    for option, value in outputs.items():
-        check_new_file(value, overwrite, option)
-    if plot_params is not None:
-        figures.require_matplotlib()  # before any output is written
-    if robustness and input_depth is not None:
-        raise MdeblurError("--robustness runs every input condition; drop --input-depth")
+    _check_options({"--limit": limit, "--figure-images": figure_images, "--rl-iters": rl_iters}, sigma,
+                   {"--json": json_out, "--csv": csv_out, "--markdown": markdown, "--figure": figure,
+                    "--plot-params": plot_params}, overwrite, robustness and input_depth is not None)
     spec = bm.Spec(methods=[m.strip() for m in methods.split(",") if m.strip()],
                    weights={"unet-sr": unet_weights, "mdeblurgan": weights, "mdeblurgan-no-oa": no_oa_weights},
                    conditions=list(bm.ROBUSTNESS) if robustness else [input_depth or "8"], psf=psf,
@@ -95,6 +84,24 @@ def benchmark(
     if plot_params is not None:
         figures.params_plot(rep["results"], bm.header_line(rep)[:90], plot_params)
         console.print(f"plot: {plot_params}", markup=False, highlight=False)
+
+
+def _check_options(counts: dict, sigma: float, outputs: dict, overwrite: bool, both_inputs: bool) -> None:
+    """Every benchmark option checked before any work or output."""
+    from ..evaluate import figures
+    from ..formats.paths import check_new_file
+
+    for option, value in counts.items():
+        if value is not None and value < 1:
+            raise MdeblurError(f"{option} {value}: must be 1 or more")
+    if not (sigma > 0 and sigma < 1e3):
+        raise MdeblurError(f"--sigma {sigma:g}: a blur sigma in low-res pixels must be positive")
+    for option, value in outputs.items():
+        check_new_file(value, overwrite, option)
+    if outputs["--plot-params"] is not None:
+        figures.require_matplotlib()  # before any output is written
+    if both_inputs:
+        raise MdeblurError("--robustness runs every input condition; drop --input-depth")
 
 
 def _benchmark_trust(evalset, dataset: str, model, json_out: Path | None, markdown: Path | None) -> None:

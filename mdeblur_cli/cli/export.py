@@ -19,7 +19,7 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Export the generator for other runtimes (dynamic height and width on the network's grid; normalised input)."""
-    from ..export.networks import export as run_export
+    from ..export.write import export as run_export
     from ..weights import load_model
 
     info = run_export(load_model(weights), fmt, output, overwrite, name=Path(weights).stem)

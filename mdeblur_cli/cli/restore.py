@@ -41,7 +41,8 @@ def restore(
     """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
     from ..formats.images import atomic_write
     from ..formats.paths import check_folder_path
-    from ..scale.batch import RestoreJob, restore_files
+    from ..scale.batch import restore_files
+    from ..scale.job import RestoreJob
 
     job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive,
                      tile=tile, device=device, precision=precision, suffix=suffix, overwrite=overwrite,

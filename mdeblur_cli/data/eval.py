@@ -184,7 +184,7 @@ def defocus_eval_set(scale: int) -> EvalSet:
         lr, truth, meta = simulate_pair(hr, spec, torch.Generator().manual_seed(DEFOCUS_SEED0 + i), dz_um=DEFOCUS_UM)
         pairs.append(Pair(name=n, lr=lr, hr=truth, psf=lr_psf(meta)))
     protocol = {"name": "physical defocus", "objective_lr": "x5/NA 0.12", "objective_hr": "x10/NA 0.25",
-                "defocus_um": DEFOCUS_UM, "binning": scale, "peak_photons": DEFOCUS_PHOTONS,
+                "defocus_um": [DEFOCUS_UM, DEFOCUS_UM], "binning": scale, "peak_photons": DEFOCUS_PHOTONS,
                 "read_sigma": DEFOCUS_READ, "psf": "scalar pupil defocus PSF, one per colour (0.61, 0.54, 0.47 um)"}
     return EvalSet("defocus", pairs, False, "scikit-image reserved images (real; never trained on), centre crops, "
                    "through the simulator's optics", protocol)

@@ -34,7 +34,7 @@ class MeasuredPSF:
 
 
 def _to_um(value: float, unit: str, what: str, path: Path) -> float:
-    from ..formats.stacks import UNIT_CM
+    from ..formats.series import UNIT_CM
 
     if unit not in UNIT_CM:
         raise MdeblurError(f"{path}: its {what} is in '{unit}', not a length; give --psf-pixel-size in um")

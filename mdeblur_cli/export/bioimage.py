@@ -203,7 +203,7 @@ def rdf(info: dict, name: str, files: dict[str, Path], context: int) -> dict:
 def export_bioimageio(model: LoadedModel, path: Path, name: str = "mdeblurgan-x2") -> dict:
     """Write the package's files into a zip at `path` (not atomically: `export` wraps this)."""
     from ..restore.tiles import Grid
-    from .networks import RestoredImage, _export_onnx, _export_torchscript, describe
+    from .networks import RestoredImage, describe, export_onnx, export_torchscript
 
     info = describe(model)
     net = RestoredImage(model.net.cpu().eval()).eval()
@@ -213,8 +213,8 @@ def export_bioimageio(model: LoadedModel, path: Path, name: str = "mdeblurgan-x2
                  "test_input": d / "test_input.npy", "test_output": d / "test_output.npy", "cover": d / "cover.png",
                  "license": d / "LICENSE", "citation": d / "CITATION.cff"}
         example = torch.rand(1, 3, TEST_SIDE, TEST_SIDE)
-        _export_onnx(net, example, files["onnx"], info)
-        _export_torchscript(net, example, files["torchscript"], info)
+        export_onnx(net, example, files["onnx"], info)
+        export_torchscript(net, example, files["torchscript"], info)
         raw = test_image().transpose(2, 0, 1)[None]  # (1, 3, y, x), 0..255
         x = scale_range(raw, tuple(info["normalization"]["percentiles"]))
         with torch.inference_mode():

@@ -15,18 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MdeblurError
-from .stacks import (
-    STACK_EXT,
-    WRITE_EXT,
-    Meta,
-    Series,
-    from_float,
-    is_zarr,
-    read_series,
-    split_name,
-    to_float,
-    write_series,
-)
+from .ngff import is_zarr
+from .series import STACK_EXT, WRITE_EXT, Meta, Series, from_float, split_name, to_float
+from .stacks import read_series, write_series
 
 __all__ = ["IMAGE_EXT", "Image", "atomic_write", "from_float", "list_images", "match_stems", "read_image", "to_float",
            "write_image"]

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..device import resolve_device, resolve_precision
 from ..errors import MdeblurError
-from ..formats.stacks import Series, check_axes, check_dtype
+from ..formats.series import Series, check_axes, check_dtype
 from .normalize import DEFAULT_PERCENTILES, MODES, Normalization, choose, dtype_range
 from .tiles import DEFAULT_TILE, network_input, restore_float
 
@@ -43,7 +43,7 @@ def choose_channels(channels: str, n_colour: int, dtype: np.dtype, declared_rgb:
     return channels
 
 
-def _map_back(out: np.ndarray, norm: Normalization, dtype: np.dtype) -> np.ndarray:
+def map_back(out: np.ndarray, norm: Normalization, dtype: np.dtype) -> np.ndarray:
     """Network units to the input's intensities, clipped only at the dtype's limits (float32)."""
     out = norm.invert(out)
     lo, hi = dtype_range(dtype)
@@ -90,7 +90,7 @@ def _restore_color(
     """(H, W, 3) colour restored jointly -> (H*s, W*s, 3) float32 in the file's units (and the trust map)."""
     img = norm.apply(plane.astype(np.float32)).astype(np.float32)
     out, sd = _restore_normalised(img, net, norm, plane.dtype, trust, **kw)
-    return _map_back(out, norm, plane.dtype), sd
+    return map_back(out, norm, plane.dtype), sd
 
 
 def _restore_gray(
@@ -106,7 +106,7 @@ def _restore_gray(
         return np.full(shape, plane.flat[0], np.float32), (np.zeros(shape, np.float32) if trust else None)
     img = norm.apply(plane.astype(np.float32)).astype(np.float32)
     out, sd = _restore_normalised(img[..., None], net, norm, plane.dtype, trust, **kw)
-    return _map_back(out[..., 0], norm, plane.dtype), sd
+    return map_back(out[..., 0], norm, plane.dtype), sd
 
 
 def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
@@ -188,7 +188,7 @@ def restore_plane(
     return out
 
 
-def _cast(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def cast_to(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.rint(out).astype(dtype) if np.issubdtype(dtype, np.integer) else out.astype(dtype)
 
 
@@ -230,7 +230,7 @@ def restore_stack(
     out = np.empty((*lead, h * s, w * s, c), data.dtype)
     sd = np.empty((*lead, h * s, w * s, c), np.float32) if trust is not None else None
     for idx in np.ndindex(*lead):
-        out[idx] = _cast(restore_plane(arr[idx], model.net, mode, alpha, normalize, pct, norms, trust, tile=tile,
+        out[idx] = cast_to(restore_plane(arr[idx], model.net, mode, alpha, normalize, pct, norms, trust, tile=tile,
                                        device=device, precision=precision, progress=progress), data.dtype)
         if trust is not None:
             sd[idx] = trust.maps.pop()

@@ -14,7 +14,8 @@ from ..device import resolve_device, resolve_precision
 from ..errors import MdeblurError
 from ..formats.images import atomic_write
 from ..formats.paths import check_folder_path
-from ..formats.stacks import Meta, Series, check_writable, lost_metadata, read_series, split_name, write_series
+from ..formats.series import Meta, Series, split_name
+from ..formats.stacks import check_writable, lost_metadata, read_series, write_series
 from ..scale import stream
 from ..weights import LoadedModel
 from .arrays import TrustRequest, choose_channels, nonfinite_mask, restore_stack

@@ -56,7 +56,7 @@ class Grid:
         return max(MIN_TILE, tile // self.multiple * self.multiple)
 
 
-def _spans(size: int, tile: int, grid: Grid) -> list[tuple[int, int]]:
+def spans(size: int, tile: int, grid: Grid) -> list[tuple[int, int]]:
     """(start, end) of the windows along one side: as few as tiles of at most `tile` allow, all the same
     length, so that no window is mostly overlap (a fixed step would leave a last window that repeats most of
     its neighbour)."""
@@ -76,8 +76,8 @@ def windows(h: int, w: int, tile: int, grid: Grid = Grid()) -> Iterator[Window]:
     windows overlap by exactly the two contexts and the blend, so every output pixel is covered by weights that
     sum to one.
     """
-    for y0, y1 in _spans(h, tile, grid):
-        for x0, x1 in _spans(w, tile, grid):
+    for y0, y1 in spans(h, tile, grid):
+        for x0, x1 in spans(w, tile, grid):
             yield Window(y0, y1, x0, x1)
 
 

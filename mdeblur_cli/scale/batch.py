@@ -7,56 +7,27 @@ import glob
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.text import Text
+from rich.progress import Progress
 
 from ..device import resolve_device, resolve_precision
 from ..errors import MdeblurError
 from ..formats.images import is_image, list_images
 from ..formats.paths import check_folder_path
-from ..formats.stacks import WRITE_EXT, split_name
+from ..formats.series import WRITE_EXT, split_name
 from ..restore.arrays import CHANNEL_MODES
 from ..restore.files import compute_file, load_file, trust_path, write_file
 from ..restore.normalize import MODES, Normalization
-from ..restore.tiles import DEFAULT_TILE, MIN_TILE
+from ..restore.tiles import MIN_TILE
 from ..restore.trust import SUSPECT_SHARE
 from ..restore.trust import line as trust_line
 from ..train.distributed import env_info
 from ..weights import LoadedModel, load_model
-
-
-@dataclass
-class RestoreJob:
-    """What `mdeblur restore` was asked to do."""
-
-    inputs: list[str]
-    output: Path | None = None
-    out_dir: Path | None = None
-    weights: str = "mdeblurgan-x2"
-    recursive: bool = False
-    tile: int = DEFAULT_TILE
-    device: str = "auto"
-    precision: str = "fp32"
-    suffix: str = "_x2"
-    overwrite: bool = False
-    skip_existing: bool = False
-    self_ensemble: bool = False
-    normalize: str = "auto"
-    percentiles: tuple[float, float] | None = None  # None: the model's own
-    axes: str | None = None  # None: from the file (OME, ImageJ, TIFF layout)
-    channels: str = "auto"
-    max_pixels: int | None = None  # None: what this machine's memory can restore
-    debug: bool = False  # unexpected errors raise with their traceback instead of a one-line report
-    trust: bool = False  # also write NAME_trust.tif, the predicted error per pixel, and a summary per image
-    cluster: str | None = None  # a Dask scheduler address, or 'local' (cluster.py); None: in this process
-    workers: int | None = None  # --cluster local: worker processes
-    threads_per_worker: int | None = None
+from .job import PROGRESS_COLUMNS, RestoreJob
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
@@ -307,18 +278,6 @@ def _prefetchable(path: Path) -> bool:
         return path.is_file() and path.stat().st_size <= PREFETCH_BYTES
     except OSError:
         return False
-
-
-class RateColumn(ProgressColumn):
-    """Input megapixels restored per second, since the task started."""
-
-    def render(self, task) -> Text:
-        px, elapsed = task.fields.get("pixels", 0.0), task.elapsed
-        return Text(f"{px / elapsed / 1e6:.2f} Mpx/s" if px and elapsed else "", style="progress.data.speed")
-
-
-PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    RateColumn(), TimeRemainingColumn())
 
 
 class _Reporter:

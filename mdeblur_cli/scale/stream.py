@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..restore.normalize import Normalization, choose, dtype_range
-from ..restore.tiles import Blend, Grid, Window, _spans, forward_windows
+from ..restore.tiles import Blend, Grid, Window, forward_windows, spans
 
 STREAM_MIN_PIXELS = 4096 * 4096  # larger gray or RGB TIFFs restored to TIFF stream
 OUT_TILE = 256  # output TIFF tile side
@@ -60,7 +60,7 @@ def stream_restore(
     h, w = arr.shape[:2]
     s, grid = model.scale, Grid.of(model)
     hp, wp = grid.up(h), grid.up(w)
-    rows, cols = _spans(hp, tile, grid), _spans(wp, tile, grid)
+    rows, cols = spans(hp, tile, grid), spans(wp, tile, grid)
     lo, hi = dtype_range(arr.dtype)
     wins = [Window(y0, y1, x0, x1) for y0, y1 in rows for x0, x1 in cols]
     blend = Blend((0, hp * s, 0, wp * s), (hp, wp), wins, s, grid, gray=not rgb)
@@ -120,7 +120,8 @@ def probe(src: Path, dst: Path, axes: str | None, channels: str):
     8/16 bits, large enough, written to a plain TIFF; None otherwise (the in-memory path then runs)."""
     import tifffile
 
-    from ..formats.stacks import TIFF_EXT, _tiff_meta, is_ome_path
+    from ..formats.series import TIFF_EXT, is_ome_path
+    from ..formats.tiff import tiff_meta
     from ..restore.arrays import choose_channels
 
     if Path(src).suffix.lower() not in TIFF_EXT or Path(dst).suffix.lower() not in TIFF_EXT or is_ome_path(dst):
@@ -131,7 +132,7 @@ def probe(src: Path, dst: Path, axes: str | None, channels: str):
                 return None
             s = tif.series[0]
             shape, ax, dtype = tuple(s.shape), (axes or s.axes).upper(), s.dtype
-            meta = _tiff_meta(tif, tif.pages[0])
+            meta = tiff_meta(tif, tif.pages[0])
     except Exception:  # anything odd: the in-memory path reads it and reports what is wrong
         return None
     if len(ax) != len(shape) or ax not in ("YX", "YXS"):
@@ -150,7 +151,8 @@ def write_streamed(src: Path, dst: Path, model: nn.Module, rgb: bool, normalize:
     """Restore a memory-mappable TIFF into a tiled BigTIFF `dst`; None if the input cannot be memory-mapped."""
     import tifffile
 
-    from ..formats.stacks import Series, _tiff_kwargs
+    from ..formats.series import Series
+    from ..formats.tiff import tiff_kwargs
 
     arr = open_memmap(src)
     if arr is None:
@@ -159,7 +161,7 @@ def write_streamed(src: Path, dst: Path, model: nn.Module, rgb: bool, normalize:
     norm = choose(arr, normalize, percentiles)  # percentiles from a strided sample of the map, not a copy
     s = model.scale
     shape = (arr.shape[0] * s, arr.shape[1] * s, *arr.shape[2:])
-    kw = _tiff_kwargs(Series(np.empty((1, 1, 3) if rgb else (1, 1), arr.dtype), "YXS" if rgb else "YX", meta.scaled(s)))
+    kw = tiff_kwargs(Series(np.empty((1, 1, 3) if rgb else (1, 1), arr.dtype), "YXS" if rgb else "YX", meta.scaled(s)))
     kw.pop("planarconfig", None)
     with tifffile.TiffWriter(dst, bigtiff=True) as tif:
         tif.write(tiles(stream_restore(arr, model, rgb, norm, tile, device, dtype, progress,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import random
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +21,7 @@ from ..data.train import MICRO_VAL_COUNT, PatchSampler, load_sources, split_sour
 from ..device import resolve_device, resolve_precision
 from ..errors import MdeblurError
 from ..evaluate.validate import validate
-from ..formats.stacks import machine_memory
+from ..formats.series import machine_memory
 from ..models import ARCHS, Discriminator, build_model, count_params, preset_config
 from ..weights import load_model, resolve_weights, save_weights, sha256
 from . import distributed as ddp
@@ -31,50 +29,10 @@ from .checkpoint import STATE_FILE, _rng_state, _set_rng_state, load_state, save
 from .config import TRAIN_BYTES_PER_LR_PIXEL, TrainConfig, config_to_toml
 from .losses import Losses, PerceptualLoss
 from .runlog import RunLog, read_metrics
+from .schedule import StopRequest, iters_per_epoch, learning_rate_at
 from .vgg import find_vgg19_weights, load_vgg19_features
 
 BALANCE_BATCHES = 4  # batches measured by --loss-balance auto
-
-
-def learning_rate_at(cfg: TrainConfig, it: int, elapsed_s: float = 0.0) -> float:
-    """Constant for the first `decay_start` share, then linear down to `final_learning_rate`. With a time limit,
-    the share is whichever is further along, iterations or time, so the decay ends by the limit."""
-    start = int(cfg.decay_start * cfg.iters)
-    t = (it - start) / max(1, cfg.iters - start)
-    if cfg.time_limit_s is not None:
-        t = max(t, (elapsed_s / cfg.time_limit_s - cfg.decay_start) / max(1e-9, 1 - cfg.decay_start))
-    if t < 0:
-        return cfg.learning_rate
-    return cfg.learning_rate + min(1.0, t) * (cfg.final_learning_rate - cfg.learning_rate)
-
-
-def iters_per_epoch(sources: list, cfg: TrainConfig) -> int:
-    """Iterations that show about as many HR pixels as the training images hold."""
-    pixels = sum(s.hr.shape[-1] * s.hr.shape[-2] for s in sources)
-    return max(1, math.ceil(pixels / (cfg.batch_size * (cfg.patch * cfg.scale) ** 2)))
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints and exits at the end of the iteration."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal = signal.SIGINT
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-        self.signal = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 @dataclass
@@ -372,7 +330,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False, deadline: float 
     info = provenance(run)
     run.t0 = time.time() - run.running.get("_seconds", 0.0)
     stopped_at = None
-    with _StopRequest() as stop, Progress(*PROGRESS, console=console, disable=console is None or not main) as bar:
+    with StopRequest() as stop, Progress(*PROGRESS, console=console, disable=console is None or not main) as bar:
         task = bar.add_task("train", total=cfg.iters, completed=run.start, info="")
         for it in range(run.start + 1, cfg.iters + 1):
             for k, v in train_step(run, it).items():
