@@ -7,6 +7,13 @@ import torch
 from .errors import MdeblurError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CPU = torch.device("cpu")
+
+
+def as_device(device: str | torch.device) -> torch.device:
+    """The one conversion at a public entry point (restore_array, restore_file, load_model, the commands): a name
+    is resolved (resolve_device), a torch.device passes; everything below takes a torch.device."""
+    return resolve_device(device) if isinstance(device, str) else device
 
 
 def resolve_device(name: str = "auto") -> torch.device:

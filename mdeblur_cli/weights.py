@@ -179,7 +179,9 @@ def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.d
         why = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))), lines[0]
                    if lines else type(exc).__name__)
         raise MdeblurError(f"{path}: weights do not match their declared architecture ({why.rstrip('.')})") from None
-    return LoadedModel(model.to(device).eval(), meta["arch"], meta["provenance"])
+    from .device import as_device
+
+    return LoadedModel(model.to(as_device(device)).eval(), meta["arch"], meta["provenance"])
 
 
 def sha256(path: Path) -> str:

@@ -195,7 +195,11 @@ def test_training_runs_are_not_replaced_and_resume_from_anywhere(tmp_path, hr_fo
     res = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--iters", "3"])
     assert res.exit_code == 2 and "done 4 iterations" in " ".join(res.output.split())
     res = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--iters", "6", "--batch-size", "4"])
-    assert res.exit_code == 2 and "--batch-size cannot change it" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "--batch-size 4 (the run has 2) would change it" in " ".join(res.output.split())
+    same = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--iters", "5", "--batch-size", "2",
+                               "--model", "unet-sr", "--patch", "24"])  # the run's own values: accepted
+    assert same.exit_code == 0, same.output
+    assert int(t.read_metrics(tmp_path / "run")[-1]["iter"]) == 5
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, ["train", "hr", *TINY_TRAIN, "--out", "run"])  # a run is there: resume it
     assert res.exit_code == 2 and "--resume run" in " ".join(res.output.split())
@@ -238,3 +242,22 @@ def test_the_command_line_starts_without_torch():
             "get_command(app); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_print_config_runs_without_torch(tmp_path):
+    """`mdeblur train --print-config` checks and prints the config without importing torch, as --help does."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mdeblur_cli.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['train', 'builtin', '--model', 'unet-sr', '--preset', 'tiny', "
+            "'--print-config']); print(r.exit_code, 'torch' in sys.modules, 'preset = \"tiny\"' in r.output)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "False", "True"]
+
+
+def test_the_config_knows_every_architecture_and_preset_without_torch():
+    from mdeblur_cli.models import ARCHS
+    from mdeblur_cli.train.config import ARCH_PRESETS
+
+    assert {k: tuple(a.presets) for k, a in ARCHS.items()} == ARCH_PRESETS

@@ -173,3 +173,28 @@ def test_the_python_api_names_a_wrong_argument(tiny_model, tiny_net):
         restore_array("cells.png", tiny_model)
     with pytest.raises(TypeError, match="give what load_model returns"):
         restore_array(np.zeros((16, 16), np.uint8), tiny_net)
+
+
+def test_the_device_is_resolved_once_along_a_restore(tmp_path, tiny_weights, monkeypatch):
+    """`mdeblur restore` resolves --device at its boundary and passes a torch.device down: one resolution."""
+    from typer.testing import CliRunner
+
+    import mdeblur_cli.device as dev
+    import mdeblur_cli.scale.batch as batch
+    from mdeblur_cli.cli import app
+    from mdeblur_cli.formats.images import write_image
+
+    calls = []
+    real = dev.resolve_device
+
+    def counting(name="auto"):
+        calls.append(name)
+        return real(name)
+
+    monkeypatch.setattr(dev, "resolve_device", counting)
+    monkeypatch.setattr(batch, "resolve_device", counting)
+    write_image(tmp_path / "a.png", np.rint(smooth_image(40, 48) * 255).astype(np.uint8))
+    res = CliRunner().invoke(app, ["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--weights",
+                                   str(tiny_weights), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert calls == ["cpu"]

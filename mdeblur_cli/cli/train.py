@@ -25,20 +25,13 @@ def train(
 
     Every other option is a field of the training config (config.TrainConfig), with its default there."""
     from ..train.config import TrainConfig, check_run_folder, config_from_toml, config_to_toml
-    from ..train.loop import train as run_training
 
     if resume is not None:
         if not (resume / "config.toml").is_file():
             raise MdeblurError(f"{resume}: not a run directory (no config.toml)")
-        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None
-                 and k not in ("iters", "device", "threads")] + ["DATASET"] * (dataset is not None) + \
-            ["--config"] * (config is not None) + ["--no-oa"] * no_oa + ["--overwrite"] * overwrite
-        if given:
-            raise MdeblurError(f"--resume continues {resume} with its own config.toml: {', '.join(given)} cannot "
-                               "change it (only --iters, --device and --threads can); start a new run with --init "
-                               f"{resume / 'last.safetensors'} instead")
         cfg = config_from_toml(resume / "config.toml", {"out": str(resume), "device": options["device"],
                                                         "threads": options["threads"], "iters": options["iters"]})
+        _check_resume_options(resume, cfg, options, dataset, config, no_oa, overwrite)
         if print_config:
             print(config_to_toml(cfg), end="")
             return
@@ -74,11 +67,41 @@ def train(
                 raise MdeblurError(f"--init {init} holds {arch} weights but --model says {model}; drop --model "
                                    "(fine-tuning keeps the architecture of --init)")
         check_run_folder(Path(cfg.out), cfg.data, overwrite)
+    from ..train.loop import train as run_training
+
     try:
         run_training(cfg, console=console, resume=resume is not None)
     except KeyboardInterrupt as exc:
         console.print(f"[yellow]interrupted:[/yellow] {exc}. Resume with: mdeblur train --resume {cfg.out}")
         raise typer.Exit(getattr(exc, "exit_code", 130)) from None
+
+
+def _check_resume_options(resume: Path, cfg, options: dict, dataset, config, no_oa: bool, overwrite: bool) -> None:
+    """--resume takes options equal to the run's own; one that differs is named with both values (only --iters,
+    --device and --threads may change)."""
+    run_cfg = vars(cfg)
+    differ = []
+    for k, v in options.items():
+        if v is None or k in ("iters", "device", "threads"):
+            continue
+        own = run_cfg.get(k)
+        if k == "init" and own is not None and Path(v).exists():
+            v = str(Path(v).resolve())
+        if isinstance(own, tuple | list) and isinstance(v, tuple | list):
+            own, v = list(own), list(v)
+        if v != own:
+            differ.append(f"--{k.replace('_', '-')} {v} (the run has {own})")
+    if dataset is not None:
+        data = None if dataset == "builtin" else str(Path(dataset).resolve())
+        if data != cfg.data:
+            differ.append(f"DATASET {dataset} (the run has {cfg.data or 'builtin'})")
+    if no_oa and cfg.use_oa:
+        differ.append("--no-oa (the run has the optimal approximation module)")
+    differ += ["--config (the run has its own config.toml)"] * (config is not None) + ["--overwrite"] * overwrite
+    if differ:
+        raise MdeblurError(f"--resume continues {resume} with its own config: {'; '.join(differ)} would change it "
+                           "(only --iters, --device and --threads can); start a new run with --init "
+                           f"{resume / 'last.safetensors'} instead")
 
 
 def _config_options(command) -> None:

@@ -100,12 +100,10 @@ def _rows(fm, held, method) -> list[dict]:
             for h in held]
 
 
-def baselines(fm, specimens, held, spec, split, say) -> dict:
+def baselines(fm, specimens, held, spec, split, device: torch.device, say) -> dict:
     """Bicubic, RL and the starting model on the held-out regions, with the starting model's time."""
-    from ..device import resolve_device
     from ..weights import load_model
 
-    device = resolve_device(spec.device)
     iterations = choose_rl_iterations(fm, specimens, split, spec.seed)
     initial = load_model(spec.init, device)
     t = time.perf_counter()
@@ -158,13 +156,12 @@ def recalibrate(fm, model, held, device) -> tuple[object, dict]:
     return new, {"trust": stats, "outputs": outs}
 
 
-def finish(fm, spec, run: Path, held, before: dict, say, elapsed: float, seconds: dict) -> dict:
+def finish(fm, spec, run: Path, held, before: dict, device: torch.device, say, elapsed: float,
+           seconds: dict) -> dict:
     """Score the adapted model, recalibrate its trust map, write best.safetensors and the report."""
-    t = time.time()
-    from ..device import resolve_device
     from ..weights import load_model, save_weights, sha256
 
-    device = resolve_device(spec.device)
+    t = time.time()
     best = run / "fit" / "best.safetensors"
     adapted = load_model(best if best.is_file() else spec.init, device)
     tm, extra = recalibrate(fm, adapted, held, device)

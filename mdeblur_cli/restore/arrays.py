@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..device import resolve_device, resolve_precision
+from ..device import as_device, resolve_precision
 from ..errors import MdeblurError
 from ..formats.series import Series, check_axes, check_dtype
 from .normalize import DEFAULT_PERCENTILES, MODES, Normalization, choose, dtype_range
@@ -213,7 +213,7 @@ def restore_stack(
                         f"of your own), not {type(model).__name__}")
     data = check_dtype("restore_array", np.asarray(data))
     axes = check_axes(axes, data.shape)
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = as_device(device)  # the public entry point: resolved here once, passed down as a torch.device
     resolve_precision(precision, device)  # refuse before any plane (a constant one needs no network)
     series = Series(data, axes)
     cax = series.channel_axis

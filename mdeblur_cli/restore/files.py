@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..device import resolve_device, resolve_precision
+from ..device import CPU, as_device, resolve_precision
 from ..errors import MdeblurError
 from ..formats.images import atomic_write
 from ..formats.paths import check_folder_path
@@ -91,21 +91,20 @@ def _plane_progress(progress, plane_pixels: int):
 
 def compute_file(
     job: Loaded, model: LoadedModel, channels: str = "auto", normalize: str = "auto",
-    percentiles: tuple[float, float] | None = None, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
+    percentiles: tuple[float, float] | None = None, tile: int = DEFAULT_TILE, device: torch.device = CPU,
     precision: str = "fp32", progress=None, trust_model=None,
 ) -> Loaded:
     """Restore a loaded input (the restore stage). A streamed input is read, restored and written here.
     With `trust_model` (trust.TrustModel), the predicted-error maps and the image's summary are made too."""
     result = job.result
     if job.series is None:
-        dev = resolve_device(device) if isinstance(device, str) else device
-        dtype = resolve_precision(precision, dev)
+        dtype = resolve_precision(precision, device)
         pct = percentiles or model.percentiles
         shape = stream.plane_shape(job.src)
         prog = _plane_progress(progress, shape[0] * shape[1])
         try:
             atomic_write(job.dst, lambda tmp: result.norms.append(stream.write_streamed(
-                job.src, tmp, model.net, job.stream_rgb, normalize, pct, tile, dev, dtype, job.stream_meta, prog)))
+                job.src, tmp, model.net, job.stream_rgb, normalize, pct, tile, device, dtype, job.stream_meta, prog)))
         except OSError as exc:
             raise MdeblurError(f"{job.dst}: cannot write ({exc.strerror or exc})") from None
         result.modes, result.streamed = ["rgb" if job.stream_rgb else "independent"], True
@@ -186,5 +185,5 @@ def restore_file(
     """
     job = load_file(src, dst, axes, channels, max_pixels, trust)
     tm = model.trust if trust else None
-    return write_file(compute_file(job, model, channels, normalize, percentiles, tile, device, precision, progress,
-                                   tm))
+    return write_file(compute_file(job, model, channels, normalize, percentiles, tile, as_device(device), precision,
+                                   progress, tm))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..device import resolve_device, resolve_precision
+from ..device import CPU, resolve_precision
 from ..padding import edge_pad
 
 MIN_TILE = 64
@@ -236,7 +236,7 @@ def _pad_reflect(img: np.ndarray, grid: Grid) -> np.ndarray:
 
 
 def restore_float(
-    model: nn.Module, img: np.ndarray, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
+    model: nn.Module, img: np.ndarray, tile: int = DEFAULT_TILE, device: torch.device = CPU,
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None, clip: bool = True,
 ) -> np.ndarray:
     """Restore a float32 (H, W, C) image, normalised to about [0, 1]: C = 3, or 1 for gray (three equal channels
@@ -244,7 +244,6 @@ def restore_float(
 
     Returns (H*s, W*s, C), clipped to [0, 1] unless `clip` is False (percentile-normalised data may pass it).
     """
-    device = resolve_device(device) if isinstance(device, str) else device
     dtype = resolve_precision(precision, device)
     model = model.to(device, memory_format=torch.channels_last)
     h, w = img.shape[:2]

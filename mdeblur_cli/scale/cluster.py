@@ -95,6 +95,7 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
     """One file on a worker: the in-process stages (read, restore, write atomically); errors come back as text."""
     import torch
 
+    from ..device import CPU
     from ..restore.files import compute_file, load_file, write_file
     from .job import RestoreJob
 
@@ -107,7 +108,7 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
         pct = j.percentiles or model.percentiles
         loaded = load_file(src, dst, j.axes, j.channels, j.max_pixels, j.trust)
         tm = model.trust if j.trust else None
-        res = write_file(compute_file(loaded, model, j.channels, j.normalize, pct, j.tile, "cpu", j.precision,
+        res = write_file(compute_file(loaded, model, j.channels, j.normalize, pct, j.tile, CPU, j.precision,
                                       None, tm))
     except MdeblurError as exc:
         return {"input": src, "output": None, "error": str(exc)}

@@ -173,6 +173,7 @@ def check_out(run: Path, resume: bool) -> None:
 
 def adapt(spec: AdaptSpec, console=None, resume: bool = False) -> dict:
     """Run (or resume) an adapt run; returns the report."""
+    from ..device import resolve_device
     from ..evaluate import adapt_report as rep
     from .loop import train
 
@@ -185,6 +186,7 @@ def adapt(spec: AdaptSpec, console=None, resume: bool = False) -> dict:
         t0 -= saved.pop("_spent_s", 0.0)
         spec = AdaptSpec(**{**saved, "defocus_um": tuple(saved["defocus_um"])})
     spec.check()
+    device = resolve_device(spec.device)  # once, here; passed down as a torch.device
     budget = spec.minutes * 60
     specimens = load_specimens(spec)
     fm = forward_model(spec, say)
@@ -202,7 +204,7 @@ def adapt(spec: AdaptSpec, console=None, resume: bool = False) -> dict:
             f"({time.time() - t0:.0f} s)")
     seconds = {"simulate": time.time() - t0}
     held = rep.held_out(fm, specimens, split_rows, spec.seed)
-    before = rep.baselines(fm, specimens, held, spec, split_rows, say)  # bicubic, RL, the starting model (timed)
+    before = rep.baselines(fm, specimens, held, spec, split_rows, device, say)  # bicubic, RL, the starting model (timed)
     seconds["baselines"] = time.time() - t0 - seconds["simulate"]
     deadline = t0 + budget - rep.report_seconds(before, budget)
     say(f"fitting {spec.init} for {max(0, deadline - time.time()) / 60:.1f} min of the {spec.minutes:g}-minute budget")
@@ -218,7 +220,7 @@ def adapt(spec: AdaptSpec, console=None, resume: bool = False) -> dict:
         train(cfg, console, resume=again, deadline=deadline)
         (run / "fit" / "done").write_text("")
     seconds["fit"] = time.time() - t_fit
-    report = rep.finish(fm, spec, run, held, before, say, time.time() - t0, seconds)
+    report = rep.finish(fm, spec, run, held, before, device, say, time.time() - t0, seconds)
     _save_spent(run, spec, t0)
     return report
 

@@ -13,6 +13,9 @@ from ..errors import MdeblurError
 # phi_{5,4}, the perceptual loss's layer: VGG19 features index 34, the 4th convolution after the 4th pooling
 # (conv5_4), taken before its ReLU as in ESRGAN.
 DEFAULT_LAYER = 34
+# The architectures and their size presets, as models.ARCHS defines them (a test keeps the two equal): named here
+# so that checking a config, and `train --print-config`, import no torch.
+ARCH_PRESETS = {"mdeblurgan": ("tiny", "small", "paper"), "unet-sr": ("tiny", "small", "paper")}
 TRAIN_BYTES_PER_LR_PIXEL = 20_000  # training memory per low-res patch pixel (measured ~4.7 kB, small preset)
 
 
@@ -136,16 +139,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Every value checked here, so a config file and a resumed run are checked like the command line."""
-        from ..models import ARCHS
-
         _check_types(self, "")
-        choices = {"model": tuple(ARCHS), "loss_balance": ("fixed", "auto"),
+        choices = {"model": tuple(ARCH_PRESETS), "loss_balance": ("fixed", "auto"),
                    "pixel_loss": ("mse", "log-mse"),
                    "microscope_optics": ("x5", "range"), "precision": ("fp32", "fp16", "bf16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise MdeblurError(f"--{name.replace('_', '-')} {getattr(self, name)}: use {' or '.join(allowed)}")
-        presets = ARCHS[self.model].presets
+        presets = ARCH_PRESETS[self.model]
         if self.preset not in presets:
             raise MdeblurError(f"--preset {self.preset}: use {' or '.join(presets)}")
         at_least = {"scale": 2, "iters": 1, "batch_size": 1, "patch": 16, "val_every": 1, "checkpoint_every": 1}
