@@ -46,6 +46,11 @@ def test_a_psf_file_and_the_same_optics_as_options_make_the_same_pairs(tmp_path)
     by_options, hr_a, _ = ForwardModel(spec, camera=Camera("float")).simulate(img, torch.Generator(), 50.0, gray=True)
     by_file, hr_b, _ = ForwardModel(spec, measured, Camera("float")).simulate(img, torch.Generator(), 0.0, gray=True)
     assert torch.equal(hr_a, hr_b)
+    from mdeblur_cli.data.simulate import simulate_pair
+
+    lr_sim, hr_sim, _ = simulate_pair(img, spec, torch.Generator(), dz_um=50.0)  # mdeblur simulate's own pair
+    assert torch.equal(hr_sim.mean(0, keepdim=True).expand(3, -1, -1), hr_a)
+    assert np.array_equal(lr_sim.mean(0).numpy(), by_options)
     assert np.sqrt(np.mean((by_options - by_file) ** 2)) < 3e-3  # resampling and centring only
     assert np.abs(by_options - by_file).max() < 1.5e-2
 

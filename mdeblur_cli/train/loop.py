@@ -331,7 +331,10 @@ def train(cfg: TrainConfig, console=None, resume: bool = False, deadline: float 
     run.t0 = time.time() - run.running.get("_seconds", 0.0)
     stopped_at = None
     with StopRequest() as stop, Progress(*PROGRESS, console=console, disable=console is None or not main) as bar:
-        task = bar.add_task("train", total=cfg.iters, completed=run.start, info="")
+        timed = cfg.time_limit_s is not None  # the bar counts seconds against the limit, not iterations
+        total = int(cfg.time_limit_s) if timed else cfg.iters
+        task = bar.add_task("train (s)" if timed else "train", total=total,
+                            completed=min(total, int(run.elapsed())) if timed else run.start, info="")
         for it in range(run.start + 1, cfg.iters + 1):
             for k, v in train_step(run, it).items():
                 run.running[k] = v if k not in run.running else 0.98 * run.running[k] + 0.02 * v
@@ -349,7 +352,9 @@ def train(cfg: TrainConfig, console=None, resume: bool = False, deadline: float 
             if it % cfg.checkpoint_every == 0 or it == cfg.iters or stop_now:
                 snapshot(run, it)
             if it % 10 == 0 or it == cfg.iters:
-                bar.update(task, completed=it, info=f"loss {run.running['loss']:.4f} best val {run.best['psnr']:.2f} dB")
+                bar.update(task, completed=min(total, int(run.elapsed())) if timed else it,
+                           info=f"{f'iter {it} ' if timed else ''}loss {run.running['loss']:.4f} best val "
+                                f"{run.best['psnr']:.2f} dB")
             if stop_now:
                 stopped_at = it
                 break
