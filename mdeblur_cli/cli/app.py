@@ -55,6 +55,16 @@ def parse_percentiles(text: str | None) -> tuple[float, float] | None:
         raise MdeblurError(f"--percentiles {text}: {exc} (LO,HI such as 0.1,99.9)") from None
 
 
+def parse_range_and_noise(defocus: str, noise: str) -> tuple[tuple[float, float], float | None]:
+    """--defocus LO:HI (or one value) and --noise PHOTONS|none, as simulate and adapt take them."""
+    try:
+        lo, _, hi = defocus.partition(":")
+        return (float(lo), float(hi or lo)), None if noise == "none" else float(noise)
+    except ValueError:
+        raise MdeblurError(f"--defocus {defocus} / --noise {noise}: give LO:HI in um and photons at white (or "
+                           "none)") from None
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"mdeblur {__version__}")

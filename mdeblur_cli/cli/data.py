@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from ..errors import MdeblurError
-from .app import app, console, fail
+from .app import app, console, fail, parse_range_and_noise
 
 
 @app.command(epilog="Examples:\n\n  mdeblur simulate my_x10_images/ sim/ --defocus 30:120\n\n  mdeblur simulate plant sim/ --count 50\n\n  mdeblur simulate --explain")
@@ -31,13 +31,12 @@ def simulate(
     """Make a paired x5-defocus/x10 dataset with the microscope optics simulator, ready for `mdeblur train`."""
     from ..data.simulate import SimulationSpec, parse_objective, write_pairs
 
+    dz, photons = parse_range_and_noise(defocus, noise)
     try:
-        lo, _, hi = defocus.partition(":")
         spec = SimulationSpec(parse_objective(objective_lr, camera_pixel), parse_objective(objective_hr, camera_pixel),
-                              (float(lo), float(hi or lo)), None if noise == "none" else float(noise), read_noise)
+                              dz, photons, read_noise)
     except ValueError:
-        raise MdeblurError(f"bad optics option (objective '{objective_lr}'/'{objective_hr}', defocus '{defocus}', "
-                           f"noise '{noise}')") from None
+        raise MdeblurError(f"bad objective '{objective_lr}'/'{objective_hr}': give MAG/NA such as 5x/0.12") from None
     if explain:
         from ..data.simulate import explain as explain_lines
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import MdeblurError
-from .app import app, console
+from .app import app, console, parse_range_and_noise
 
 
 @app.command(epilog="Examples:\n\n  mdeblur train dataset/ --iters 2000 --out runs/mine\n\n  mdeblur train builtin --model unet-sr --threads 1\n\n  mdeblur train dataset/ --loss-balance auto --adversarial-weight 1e-3 --adv-start 1000 --vgg19-weights vgg19-dcbb9e9d.pth\n\n  mdeblur train --resume runs/mine\n\n  torchrun --nproc_per_node=2 -m mdeblur_cli train dataset/ --out runs/ddp")
@@ -190,12 +190,7 @@ def adapt(
         return
     if out is None:
         raise MdeblurError("adapt needs --out RUN (or --resume RUN)")
-    try:
-        lo, _, hi = defocus.partition(":")
-        dz = (float(lo), float(hi or lo))
-        photons = None if noise == "none" else float(noise)
-    except ValueError:
-        raise MdeblurError(f"--defocus {defocus} / --noise {noise}: give LO:HI in um and photons (or none)") from None
+    dz, photons = parse_range_and_noise(defocus, noise)
     spec = AdaptSpec(out=str(out), infocus=None if infocus is None else str(infocus), specimens=specimens,
                      psf=None if psf is None else str(psf), psf_pixel_um=psf_pixel_size, objective_lr=objective_lr,
                      objective_hr=objective_hr, camera_pixel_um=camera_pixel, defocus_um=dz, photons=photons,

@@ -61,21 +61,28 @@ class AdaptSpec:
             raise MdeblurError(f"--minutes {self.minutes:g}: must be positive")
 
 
+def images_in(folder: Path, label: str, want: str, none: str) -> list[Path]:
+    """The image files below `folder`, or one line naming what is wrong."""
+    from ..formats.images import list_images
+
+    if not folder.is_dir():
+        raise MdeblurError(f"{label} not {want}")
+    files = list_images(folder, recursive=True)
+    if not files:
+        raise MdeblurError(f"{label} {none}")
+    return files
+
+
 def load_specimens(spec: AdaptSpec) -> list[tuple[str, np.ndarray, bool]]:
     """(name, (H, W, 3) float in [0, 1], gray) for every in-focus image (or built-in specimen)."""
     from ..data import read_rgb
     from ..data.specimens import SPECIMENS
-    from ..formats.images import list_images
 
     if spec.specimens is not None:
         make = SPECIMENS[spec.specimens]
         return [(f"{spec.specimens}_{s}", make(512, 200_000 + s), False) for s in range(4)]
-    folder = Path(spec.infocus)
-    if not folder.is_dir():
-        raise MdeblurError(f"{folder}: not a folder of in-focus images")
-    files = list_images(folder, recursive=True)
-    if not files:
-        raise MdeblurError(f"{folder}: no images found (TIFF, PNG, JPEG or OME, as restore reads them)")
+    files = images_in(Path(spec.infocus), f"{spec.infocus}:", "a folder of in-focus images",
+                      "no images found (TIFF, PNG, JPEG or OME, as restore reads them)")
     out = []
     for f in files:
         img = read_rgb(f)
@@ -101,7 +108,6 @@ def forward_model(spec: AdaptSpec, say=print):
     """The forward model the options describe: optics, measured PSF, camera and noise (estimated with --like)."""
     from ..data.forward import Camera, ForwardModel
     from ..data.simulate import SimulationSpec, parse_objective
-    from ..formats.images import list_images
 
     sim = SimulationSpec(parse_objective(spec.objective_lr, spec.camera_pixel_um),
                          parse_objective(spec.objective_hr, spec.camera_pixel_um), tuple(spec.defocus_um),
@@ -115,14 +121,9 @@ def forward_model(spec: AdaptSpec, say=print):
     if spec.like is not None:
         from ..data import noise
 
-        folder = Path(spec.like)
-        if not folder.is_dir():
-            raise MdeblurError(f"--like {folder}: not a folder")
-        files = list_images(folder, recursive=True)
-        if not files:
-            raise MdeblurError(f"--like {folder}: no readable image in it")
+        files = images_in(Path(spec.like), f"--like {spec.like}:", "a folder", "no readable image in it")
         est = noise.estimate(files, ForwardModel(sim).percentiles)
-        say(f"--like {folder}: {est.describe()}")
+        say(f"--like {spec.like}: {est.describe()}")
         spec.estimated = est.to_dict()
         camera = Camera(est.bits, est.lo, est.hi)
         sim = SimulationSpec(sim.objective_lr, sim.objective_hr, sim.defocus_um, est.photons, est.read_sigma)
