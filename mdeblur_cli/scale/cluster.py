@@ -162,8 +162,9 @@ def run(job, plan: list[tuple[Path, Path]], console, records: list, skipped: int
                 atomic_write(dst, lambda tmp: info.update(restore_plane_distributed(
                     client, src, tmp, job.weights, job.tile, job.normalize, job.percentiles, step)))
             n = info["norm"]
-            console.print(f"{src} -> {dst} (one plane over the cluster: {info['windows']} windows, {info['chunks']} "
-                          f"chunks; intensities: {n.mode} [{n.lo:.6g}, {n.hi:.6g}] -> [0, 1], inverted after)",
+            w, c = info["windows"], info["chunks"]
+            console.print(f"{src} -> {dst} (one plane over the cluster: {w} window{'s' * (w != 1)}, {c} "
+                          f"chunk{'s' * (c != 1)}; intensities: {n.mode} [{n.lo:.6g}, {n.hi:.6g}] -> [0, 1], inverted after)",
                           highlight=False, soft_wrap=True, markup=False)
             records.append({"input": str(src), "output": str(dst), "channels": ["gray"], "distributed": "one plane"})
         else:

@@ -190,8 +190,8 @@ def resume_from(run: Run) -> None:
     run.scaler.load_state_dict(state["scaler"])
     run.start, run.best, run.running = state["iteration"], state["best"], state["running"]
     if run.start >= run.cfg.iters:
-        raise MdeblurError(f"{run.out}: the run has done {run.start} iterations, so --iters {run.cfg.iters} has "
-                           f"nothing left to do; give --iters N > {run.start} to extend it")
+        raise MdeblurError(f"{run.out}: the run has done {run.start} iterations of the {run.cfg.iters} it is asked for: "
+                           f"it is complete; give --iters N > {run.start} to extend it")
     run.losses.alpha, run.losses.beta = state["alpha"], state["beta"]
     _set_rng_state(state["rng"], run.sampler, state["sampler_states"][run.dinfo.rank])
     run.say(f"resuming {run.out} at iteration {run.start} of {run.cfg.iters} (the learning-rate schedule follows "
