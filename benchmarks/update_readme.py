@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SETS = ("reserved", "fire", "micro", "pinecones")
+SETS = ("reserved", "fire", "micro", "pinecones", "defocus")
 
 
 def command(name: str) -> list[str]:
