@@ -26,8 +26,20 @@ import torch
 from mdeblur_cli.data import skimage_image, to_tensor
 from mdeblur_cli.data.degrade import fire_protocol, jpeg_compress, poisson_gaussian_noise, quantize
 from mdeblur_cli.data.train import TRAIN_SOURCES, split_columns
-from mdeblur_cli.evaluate.trust_bench import TILE, analyse, spearman, tile_rms
-from mdeblur_cli.restore.trust import DIAGNOSTICS, EPS, SMOOTH, SOURCES, TrustModel, diagnostics, predict, smooth
+from mdeblur_cli.evaluate.trust_bench import TILE, spearman, tile_rms
+from mdeblur_cli.restore.tiles import restore_float
+from mdeblur_cli.restore.trust import (
+    DIAGNOSTICS,
+    EPS,
+    SMOOTH,
+    SOURCES,
+    TrustModel,
+    diagnostics,
+    noise_sigma,
+    predict,
+    smooth,
+    sources,
+)
 from mdeblur_cli.weights import load_model
 
 COVERAGE = 0.95
@@ -60,9 +72,14 @@ def case(model, name: str, hr: torch.Tensor, kind: str, seed: int, passes: int) 
     lr = encode(blurry, kind, seed)[0]
     img = lr.numpy().transpose(1, 2, 0).astype(np.float32)
 
-    res = analyse(model.net, img, 1 / 255, TrustModel(), seed=seed, passes=passes)
-    err = np.abs(res["out"] - hr.numpy().transpose(1, 2, 0)).mean(2)
-    return {"name": name, "kind": kind, "maps": res["maps"], "err": err, "out": res["out"], "img": img}
+    def restore(x):
+        return restore_float(model.net, x, clip=False)
+
+    out = restore(img)
+    maps = sources(model.net, img, out, restore, passes=passes, seed=seed, sigma=noise_sigma(img, 1 / 255))
+    maps.update(diagnostics(img, out, model.scale))
+    err = np.abs(out - hr.numpy().transpose(1, 2, 0)).mean(2)
+    return {"name": name, "kind": kind, "maps": maps, "err": err, "out": out, "img": img}
 
 
 def fit(cases: list[dict]) -> TrustModel:

@@ -14,6 +14,7 @@ from torch import nn
 from .errors import MdeblurError
 from .formats.images import atomic_write
 from .models import ARCHS, build_model
+from .restore.error_head import HEAD_PREFIX
 
 FORMAT_VERSION = "1"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -115,7 +116,7 @@ def _check_shapes(path: Path, arch: str, config: dict) -> None:
         skeleton = build_model(arch, config)
     want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     with safe_open(str(path), framework="pt") as f:
-        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith(HEAD_PREFIX)}
     for key in sorted(want.keys() | have.keys()):
         if want.get(key) != have.get(key):
             what = ("missing" if key not in have else "unexpected" if key not in want else
@@ -131,6 +132,7 @@ class LoadedModel:
     net: nn.Module
     arch: str
     provenance: dict = field(default_factory=dict)
+    head: object = None  # restore.error_head.HeadTrust, when the file carries a fitted error head
 
     @property
     def scale(self) -> int:
@@ -148,7 +150,17 @@ class LoadedModel:
 
     @property
     def trust(self):
-        """The trust-map coefficients stored with the weights (provenance['trust']), else the unfitted default."""
+        """What --trust uses: the learned error head stored with the weights (restore/error_head.py), else the
+        sampling map's coefficients (provenance['trust']), else its unfitted default."""
+        from .restore.trust import TrustModel
+
+        if self.head is not None:
+            return self.head
+        return TrustModel.from_dict(self.provenance["trust"]) if "trust" in self.provenance else TrustModel()
+
+    @property
+    def sampling_trust(self):
+        """The sampling map's coefficients, whether or not a head is stored."""
         from .restore.trust import TrustModel
 
         return TrustModel.from_dict(self.provenance["trust"]) if "trust" in self.provenance else TrustModel()
@@ -170,6 +182,7 @@ def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.d
         _check_shapes(path, meta["arch"], meta["config"])
         model = build_model(meta["arch"], meta["config"])
         state = load_file(str(path))
+        head_state = {k: state.pop(k) for k in [k for k in state if k.startswith(HEAD_PREFIX)]}
         bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
         if bad is not None:
             raise MdeblurError(f"{path}: weights hold NaN/Inf values ({bad}): a diverged or corrupt training run")
@@ -181,7 +194,33 @@ def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.d
         raise MdeblurError(f"{path}: weights do not match their declared architecture ({why.rstrip('.')})") from None
     from .device import as_device
 
-    return LoadedModel(model.to(as_device(device)).eval(), meta["arch"], meta["provenance"])
+    head = None
+    if head_state and "error_head" in meta["provenance"]:
+        from .restore.error_head import HeadTrust
+
+        try:
+            head = HeadTrust.from_state(meta["provenance"]["error_head"], head_state)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise MdeblurError(f"{path}: its error head does not load ({str(exc).splitlines()[0]})") from None
+    return LoadedModel(model.to(as_device(device)).eval(), meta["arch"], meta["provenance"], head)
+
+
+def store_error_head(path: str | Path, trust) -> None:
+    """Store a fitted error head (restore.error_head.HeadTrust) in a weights file: its tensors under
+    HEAD_PREFIX and its calibration in provenance['error_head'], replacing any earlier head (atomic)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = resolve_weights(path)
+    read_metadata(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+        state = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(HEAD_PREFIX)}
+    state.update(trust.tensors())
+    prov = json.loads(meta.get("provenance", "{}"))
+    prov["error_head"] = trust.to_dict()
+    meta["provenance"] = json.dumps(prov)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def sha256(path: Path) -> str:

@@ -133,10 +133,12 @@ def test_benchmark_trust_prints_the_calibration_and_detection_tables(tmp_path):
     assert res.exit_code == 0, res.output
     assert "gradient baseline" in res.output and "planted model" in res.output
     rep = json.loads((tmp_path / "t.json").read_text())
-    assert [r["kind"] for r in rep["calibration"]] == ["8", "jpeg90", "poisson1000"]
+    assert [r["kind"] for r in rep["calibration"]] == ["8", "jpeg90", "poisson1000", "defocus"]
     assert all(-1 <= r["spearman"] <= 1 and 0 <= r["coverage"] <= 1 for r in rep["calibration"])
-    flat = rep["detection"][-1]
-    assert flat["image"] == "flat noise field" and flat["planted_suspect"] and not flat["good_suspect"]
+    assert all(r["images"] == 1 for r in rep["calibration"])
+    flat = next(d for d in rep["detection"] if d["image"] == "flat noise field")
+    assert flat["planted_suspect"] and not flat["good_suspect"]
+    assert {d["planted"] for d in rep["detection"]} == {"noise amplifier", "texture inventor"}
 
 
 def test_trust_maps_never_collide_and_skip_existing_needs_both_files(tmp_path, tiny_weights):

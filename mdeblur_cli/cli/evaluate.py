@@ -36,7 +36,7 @@ def benchmark(
     input_depth: Annotated[str | None, typer.Option(help="The low-res input as a user's file: 8, 16 or float (also jpeg90, poisson1000, dim12); normalised as restore does. \\[default: 8]")] = None,
     robustness: Annotated[bool, typer.Option("--robustness", help="Run every method under float, 16-bit, 8-bit, JPEG q90, Poisson 1000 photons and dim 12-bit input; one table.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing --json/--csv/--markdown/--figure/--plot-params files.")] = False,
-    trust: Annotated[bool, typer.Option("--trust", help="Instead of PSNR/SSIM: does the trust map of --weights predict the error? Ranking against the gradient baseline, coverage, and detection of a planted hallucinating model, at 8-bit, JPEG q90 and Poisson input.")] = False,
+    trust: Annotated[bool, typer.Option("--trust", help="Instead of PSNR/SSIM: does the trust map of --weights predict the error? Ranking against the gradient baseline (and the sampling map), coverage, and detection of planted hallucinating models, at 8-bit, JPEG q90, Poisson and physical-defocus input.")] = False,
 ) -> None:
     """PSNR/SSIM of bicubic, RL-deconvolution + SR, U-Net + SR and M-Deblurgan on one dataset."""
     import json
@@ -115,7 +115,7 @@ def _benchmark_trust(evalset, dataset: str, model, json_out: Path | None, markdo
 
     n = len(evalset.pairs)
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("trust maps", total=n * len(tb.KINDS) + n + 1)
+        task = progress.add_task("trust maps", total=n * len(tb.KINDS) + 2 * n + 1)
         rows = tb.calibration(model, evalset.pairs, on_step=lambda: progress.advance(task))
         det = tb.detection(model, evalset.pairs, on_step=lambda: progress.advance(task))
     text = tb.render(rows, det, dataset, evalset.stand_in)

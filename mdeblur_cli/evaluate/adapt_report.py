@@ -135,22 +135,25 @@ def recalibrate(fm, model, held, device) -> tuple[object, dict]:
     from ..restore.arrays import TrustRequest
 
     tm = model.trust
+    head = getattr(tm, "head", None) is not None  # the learned head: +-2 map is its 95% band
+    level, width = (tm.level, 2.0) if head else (COVER, 1.0)
     ratios_cal, ratios_eval, outs = [], [], []
     for h in held:
         req = TrustRequest(tm)
         out = model_output(fm, model, h, device, trust=req)
         sd = fm.camera.to_unit(req.maps[-1]) - fm.camera.to_unit(np.zeros(1))  # an SD: scale only, no offset
         sd = sd[..., None] if sd.ndim == 2 else sd
-        ratio = (np.abs(out - h.truth).mean(2) / np.maximum(sd.mean(2), 1e-6))
+        ratio = (np.abs(out - h.truth).mean(2) / np.maximum(width * sd.mean(2), 1e-6))
         half = ratio.shape[0] // 2
         ratios_cal.append(ratio[:half].ravel())
         ratios_eval.append(ratio[half:].ravel())
         outs.append(out)
     cal, ev = np.concatenate(ratios_cal), np.concatenate(ratios_eval)
-    factor = float(np.quantile(cal, COVER))
-    new = replace(tm, scale=tm.scale * factor, fitted_on=f"{tm.fitted_on}; scaled by {factor:.3g} on adapt's "
-                  "held-out regions (split conformal)")
-    stats = {"level": COVER, "factor": factor, "coverage_before": float(np.mean(ev <= 1.0)),
+    factor = float(np.quantile(cal, level))
+    why = f"scaled by {factor:.3g} on adapt's held-out regions (split conformal over their pixels)"
+    new = (replace(tm, lam=tm.lam * factor, calibrated_on=f"{tm.calibrated_on}; {why}") if head else
+           replace(tm, scale=tm.scale * factor, fitted_on=f"{tm.fitted_on}; {why}"))
+    stats = {"level": level, "band": "+-2 map" if head else "+-1 map", "factor": factor, "coverage_before": float(np.mean(ev <= 1.0)),
              "coverage_after": float(np.mean(ev <= factor)), "pixels_calibration": int(cal.size),
              "pixels_evaluation": int(ev.size)}
     return new, {"trust": stats, "outputs": outs}
@@ -174,10 +177,14 @@ def finish(fm, spec, run: Path, held, before: dict, device: torch.device, say, e
                    "bits": fm.camera.bits, "lo": fm.camera.lo, "white": fm.camera.white},
                **(fm.psf.describe() if fm.psf is not None else {}), **({"like": spec.like, "estimated": spec.estimated}
                                                                          if spec.like else {})}
-    prov = {**adapted.provenance, "trust": tm.to_dict(),
+    prov = {**adapted.provenance, **({"error_head": tm.to_dict()} if adapted.head is not None else {"trust": tm.to_dict()}),
             "adapt": {"forward_model": forward, "init": spec.init, "sources": [h.name for h in held],
                       "held_out": f"bottom {0.25:.0%} of every image's rows"}}
     save_weights(run / "best.safetensors", adapted.net, adapted.arch, prov)
+    if adapted.head is not None:
+        from ..weights import store_error_head
+
+        store_error_head(run / "best.safetensors", tm)
     report = {"methods": {m: {"psnr": _mean(r), "ssim": _mean(r, "ssim"), "per_image": r} for m, r in methods.items()},
               "rl_iterations": before["rl_iterations"], "trust": extra["trust"], "forward_model": forward,
               "weights": str(run / "best.safetensors"), "weights_sha256": sha256(run / "best.safetensors"),
@@ -207,7 +214,7 @@ def markdown(report: dict, spec) -> str:
     for i, row in enumerate(m["adapted"]["per_image"]):
         lines.append(f"| {row['image']} | " + " | ".join(f"{m[k]['per_image'][i]['psnr']:.2f}" for k in METHODS) + " |")
     t = report["trust"]
-    lines += ["", f"Trust map: +-1 predicted SD covered {t['coverage_before']:.1%} of held-out pixels before, "
+    lines += ["", f"Trust map: {t.get('band', '+-1 map')} covered {t['coverage_before']:.1%} of held-out pixels before, "
               f"{t['coverage_after']:.1%} after recalibration (target {t['level']:.1%}; scale x{t['factor']:.3g}, "
               "set on the top halves of the held-out regions, measured on the bottom halves).", "",
               f"Forward model: `{json.dumps(report['forward_model'])}`", "",

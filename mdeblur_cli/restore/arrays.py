@@ -72,15 +72,23 @@ def _restore_normalised(img: np.ndarray, net: nn.Module, norm: Normalization, dt
 
     gray = img.shape[2] == 1
     img = network_input(img)
-    out = restore_float(net, img, clip=False, **kw)
-
-    quiet = {k: v for k, v in kw.items() if k != "progress"}
     quant = 1.0 / (norm.hi - norm.lo) if np.issubdtype(dtype, np.integer) else 0.0  # one count, network units
     sigma = tr.noise_sigma(img, quant)
-    maps = tr.sources(net, img, out, lambda x: restore_float(net, x, clip=False, **quiet), sigma=sigma)
-    sd = tr.predict(maps, trust.model)
     units = float(norm.hi - norm.lo)
-    trust.summaries.append(tr.summary(sd, maps["spread"], out, sigma, units))
+    if getattr(trust.model, "head", None) is not None:  # the learned error head: one pass with the generator
+        from .error_head import HeadedNet, verdict
+
+        headed = HeadedNet(net, trust.model.head)
+        headed.noise = tr.noise_sigma(img)
+        y = restore_float(headed, img, clip=False, out_channels=4, **kw)
+        out, sd = y[..., :3], trust.model.to_map(y[..., 3])
+        trust.summaries.append(verdict(sd, out, sigma, units))
+    else:  # the sampling map: 8 more passes
+        out = restore_float(net, img, clip=False, **kw)
+        quiet = {k: v for k, v in kw.items() if k != "progress"}
+        maps = tr.sources(net, img, out, lambda x: restore_float(net, x, clip=False, **quiet), sigma=sigma)
+        sd = tr.predict(maps, trust.model)
+        trust.summaries.append(tr.summary(sd, maps["spread"], out, sigma, units))
     return (out.mean(2, keepdims=True) if gray else out), sd * units
 
 

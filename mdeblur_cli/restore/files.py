@@ -143,13 +143,24 @@ def _trust_meta(meta, dtype: np.dtype, trust_model):
 
     units = "counts of the output's integer samples" if np.issubdtype(dtype, np.integer) else "the output's units"
     desc = {"mdeblur": "trust map", "quantity": "predicted error standard deviation of the restored image, per pixel",
-            "units": units,
-            "band": "the true error lies within +-2 times this value for about 95% of pixels on the held-out "
-                    "calibration images; it is wider (97-100%) on others, and overstates the error in flat regions",
-            "made_from": "spread: SD over 8 restorations under flips/quarter turns, each with a re-sample of the "
-                         "input's noise; change: |output - bicubic of the input|; combined log-linearly with the "
-                         "coefficients and calibration factor stored in the weights",
-            "trust": trust_model.to_dict()}
+            "units": units}
+    if getattr(trust_model, "head", None) is not None:
+        desc.update({"map": "learned error head",
+                     "band": f"+-2 times this value holds the true error (mean over channels) of at least "
+                             f"{trust_model.level:.0%} of an image's pixels on average, for images exchangeable with "
+                             "the calibration images (conformal risk control); not guaranteed for other microscopes "
+                             "or specimens (mdeblur adapt recalibrates on yours)",
+                     "made_from": "a small network on the input and the restored image (run in the same pass), "
+                                  "scaled by the conformal factor stored in the weights"})
+    else:
+        desc.update({"map": "sampling (these weights carry no error head)",
+                     "band": "the true error lies within +-2 times this value for about 95% of pixels on the "
+                             "held-out calibration images; it is wider (97-100%) on others, and overstates the "
+                             "error in flat regions",
+                     "made_from": "spread: SD over 8 restorations under flips/quarter turns, each with a re-sample "
+                                  "of the input's noise; change: |output - bicubic of the input|; combined "
+                                  "log-linearly with the coefficients and calibration factor stored in the weights"})
+    desc["trust"] = trust_model.to_dict()
     m = replace(meta, rgb=False, alpha=False, description=json.dumps(desc), ome=dict(meta.ome), imagej=dict(meta.imagej))
     return m
 

@@ -218,7 +218,8 @@ def restore_tensor(
     h, w, _ = shape
     s, grid = model.scale, Grid.of(model)
     wins = list(windows(h, w, tile, grid))
-    blend = Blend((0, h * s, 0, w * s), (h, w), wins, s, grid, gray=out.shape[2] == 1)
+    blend = Blend((0, h * s, 0, w * s), (h, w), wins, s, grid, gray=out.shape[2] == 1,
+                  channels=3 if out.shape[2] == 1 else out.shape[2])
     for done, (win, y) in enumerate(forward_windows(model, read, wins, device, dtype, batch), 1):
         for row, rows in blend.add(win, y):
             out[row : row + rows.shape[0]] = rows
@@ -238,11 +239,14 @@ def _pad_reflect(img: np.ndarray, grid: Grid) -> np.ndarray:
 def restore_float(
     model: nn.Module, img: np.ndarray, tile: int = DEFAULT_TILE, device: torch.device = CPU,
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None, clip: bool = True,
+    out_channels: int | None = None,
 ) -> np.ndarray:
     """Restore a float32 (H, W, C) image, normalised to about [0, 1]: C = 3, or 1 for gray (three equal channels
     into the network, their mean out).
 
     Returns (H*s, W*s, C), clipped to [0, 1] unless `clip` is False (percentile-normalised data may pass it).
+    `out_channels`: a network whose output has other channels than its input (a colour input only), such as the
+    generator with its error head (restore/error_head.py).
     """
     dtype = resolve_precision(precision, device)
     model = model.to(device, memory_format=torch.channels_last)
@@ -251,7 +255,7 @@ def restore_float(
     padded = _pad_reflect(img.astype(np.float32), grid)
     tile = grid.tile(tile)
     while True:
-        out = np.zeros((padded.shape[0] * s, padded.shape[1] * s, padded.shape[2]), np.float32)
+        out = np.zeros((padded.shape[0] * s, padded.shape[1] * s, out_channels or padded.shape[2]), np.float32)
         try:
             restore_tensor(model, lambda wi: padded[wi.y0 : wi.y1, wi.x0 : wi.x1], padded.shape, out, tile,
                            device, dtype, progress)

@@ -212,7 +212,7 @@ def output_contrast(out: np.ndarray) -> np.ndarray:
 
 def line(path, s: dict) -> str:
     """The per-image trust line of a batch (in-process and on a cluster)."""
-    return (f"trust: {path}: median predicted error {s['median_error']:.3g} (output units), "
+    return (f"trust ({s.get('map', 'sampling')} map): {path}: median predicted error {s['median_error']:.3g} (output units), "
             f"{s['doubtful_share']:.1%} of pixels doubtful{' - SUSPECT' if s['suspect'] else ''}")
 
 
@@ -225,7 +225,8 @@ def summary(sd: np.ndarray, spread_map: np.ndarray, out: np.ndarray, sigma: floa
     contrast = output_contrast(out)
     doubtful = (contrast > CONTRAST_NOISE * sigma) & (spread_map > SUSPECT_FRACTION * contrast)
     share = float(doubtful.mean())
-    return {"median_error": float(np.median(sd)) * units, "doubtful_share": share, "suspect": share > SUSPECT_SHARE}
+    return {"median_error": float(np.median(sd)) * units, "doubtful_share": share, "suspect": share > SUSPECT_SHARE,
+            "map": "sampling"}
 
 
 def combine(summaries: list[dict], maps: list[np.ndarray]) -> dict:
@@ -235,4 +236,5 @@ def combine(summaries: list[dict], maps: list[np.ndarray]) -> dict:
     values = np.concatenate([m.ravel() for m in maps]) if maps else np.zeros(1, np.float32)
     return {"median_error": float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0,
             "doubtful_share": share, "suspect": share > SUSPECT_SHARE,
-            "planes": len(summaries), "suspect_planes": sum(s["suspect"] for s in summaries)}
+            "planes": len(summaries), "suspect_planes": sum(s["suspect"] for s in summaries),
+            "map": summaries[0].get("map", "sampling") if summaries else "none"}

@@ -371,4 +371,21 @@ def train(cfg: TrainConfig, console=None, resume: bool = False, deadline: float 
     best = run.best
     run.say(f"best validation PSNR {best['psnr']:.3f} dB, SSIM {best['ssim']:.4f} at iteration {best['iter']}; "
             f"weights in {run.out}")
+    if main and (run.out / "best.safetensors").is_file():
+        fit_run_head(run)
     return best
+
+
+HEAD_SHARE, HEAD_MAX_S, HEAD_MIN_S = 0.1, 120.0, 2.0  # the error head's fitting time: a share of the run's
+
+
+def fit_run_head(run: Run) -> None:
+    """Fit the learned error head of best.safetensors on the run's own draws and calibrate it on its held-out
+    pairs (restore/error_head.py), in a tenth of the run's time (2-120 s)."""
+    from .error_head import fit_for_weights
+
+    seconds = min(HEAD_MAX_S, max(HEAD_MIN_S, HEAD_SHARE * run.elapsed()))
+    trust = fit_for_weights(run.out / "best.safetensors", run.sampler, run.val_pairs, seconds,
+                            patches=128 if seconds >= 30 else 32)
+    run.say(f"error head fitted in {seconds:.0f} s and calibrated on {trust.calibration_images} held-out pairs "
+            f"(conformal factor {trust.lam:.3g}; --trust uses it)")

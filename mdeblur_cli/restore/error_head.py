@@ -1,0 +1,148 @@
+"""The learned trust map: a small error head on the input and the restored image, with a conformal calibration.
+
+The head sees, on the low-res grid, the network's input, the restored image folded back onto that grid (pixel
+unshuffle), what the network changed against bicubic (folded the same way) and the input's noise level, and
+predicts log sigma: the scale of each output pixel's absolute error (mean over channels). It runs inside the
+same tiled pass as the generator (`HeadedNet`), so `--trust` costs one forward pass and the head.
+
+Calibration (conformal risk control, Angelopoulos et al. 2022): on calibration images the head never saw,
+lambda is the smallest factor such that (n * mean_i miss_i(lambda) + 1) / (n + 1) <= 1 - level, where miss_i is
+the share of image i's pixels whose true error exceeds lambda * sigma. For a new image exchangeable with those,
+the expected share of its pixels outside +-lambda * sigma is then at most 1 - level. The map written is the
+predicted error's standard deviation in the sampling map's sense: lambda * sigma / 2, so that +-2 map covers
+`level` of the pixels.
+
+The suspect verdict: a pixel is doubtful where the output shows structure (local contrast above
+STRUCTURE_NOISE input noise SDs) and the calibrated band (2 * map) exceeds SUSPECT_FRACTION of that contrast:
+the network is not sure that structure is there. An image with more than SUSPECT_SHARE doubtful pixels is
+suspect.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEAD_PREFIX = "error_head."  # the head's tensors in a weights file
+LEVEL = 0.95
+REACH = 12  # low-res px the head reads around a pixel (dilated 3x3 convolutions and bicubic), rounded up
+STRUCTURE_NOISE = 3.0  # structure counts where the output's local contrast exceeds this many input noise SDs
+SUSPECT_FRACTION = 0.5  # doubtful where the +-2 map band exceeds this share of the local contrast
+SUSPECT_SHARE = 0.01  # an image is suspect when more than this share of its pixels is doubtful
+
+
+class ErrorHead(nn.Module):
+    """(input (N, 3, h, w), output (N, 3, sh, sw), noise SD) -> log sigma (N, 1, sh, sw), on the low-res grid."""
+
+    def __init__(self, width: int = 32, scale: int = 2) -> None:
+        super().__init__()
+        self.scale, self.width = scale, width
+        c_in = 3 + 2 * 3 * scale * scale + 1
+        layers: list[nn.Module] = []
+        for i, dil in enumerate((1, 2, 4, 1)):
+            layers += [nn.Conv2d(c_in if i == 0 else width, width, 3, padding=dil, dilation=dil), nn.ReLU()]
+        layers.append(nn.Conv2d(width, scale * scale, 1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, out: torch.Tensor, noise: float | torch.Tensor) -> torch.Tensor:
+        """`noise`: the input's noise SD, one for the batch or one per image (N,)."""
+        s = self.scale
+        up = F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)
+        if isinstance(noise, torch.Tensor):
+            level = noise.clamp_min(1e-4).log().view(-1, 1, 1, 1).to(x.dtype).expand_as(x[:, :1])
+        else:
+            level = torch.full_like(x[:, :1], math.log(max(noise, 1e-4)))
+        feats = torch.cat([x, F.pixel_unshuffle(out, s), F.pixel_unshuffle(out - up, s), level], 1)
+        return F.pixel_shuffle(self.body(feats), s)
+
+
+class HeadedNet(nn.Module):
+    """A generator and its error head as one network for the tile engine: its first output is the restored
+    image with log sigma as a fourth channel. `noise` (the input's noise SD) is set per image before the pass,
+    so that every tile sees the same value."""
+
+    def __init__(self, net: nn.Module, head: ErrorHead) -> None:
+        super().__init__()
+        self.net, self.head = net, head
+        self.scale, self.multiple = net.scale, getattr(net, "multiple", 8)
+        base = getattr(net, "context", None) or 48
+        self.context = -(-(base + REACH) // self.multiple) * self.multiple
+        self.noise = 0.01
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, aux = self.net(x)
+        return torch.cat([out, self.head(x, out.float().clamp(0, 1), self.noise).to(out.dtype)], 1), aux
+
+
+@dataclass
+class HeadTrust:
+    """The head and its calibration, as stored with the weights (provenance['error_head'])."""
+
+    head: ErrorHead
+    lam: float = 2.0  # conformal factor on sigma for the `level` band
+    level: float = LEVEL
+    loss: str = "laplace"
+    fitted_on: str = "not fitted"
+    calibrated_on: str = "not calibrated"
+    calibration_images: int = 0
+    kind = "learned error head"
+
+    def to_dict(self) -> dict:
+        return {"width": self.head.width, "scale": self.head.scale, "lambda": self.lam, "level": self.level,
+                "loss": self.loss, "fitted_on": self.fitted_on, "calibrated_on": self.calibrated_on,
+                "calibration_images": self.calibration_images,
+                "guarantee": f"conformal risk control: expected share of pixels outside +-2 map <= {1 - self.level:g} "
+                             "for images exchangeable with the calibration images"}
+
+    @classmethod
+    def from_state(cls, meta: dict, state: dict[str, torch.Tensor]) -> HeadTrust:
+        head = ErrorHead(int(meta["width"]), int(meta["scale"]))
+        head.load_state_dict({k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)})
+        return cls(head.eval(), float(meta["lambda"]), float(meta["level"]), str(meta.get("loss", "")),
+                   str(meta.get("fitted_on", "")), str(meta.get("calibrated_on", "")),
+                   int(meta.get("calibration_images", 0)))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {HEAD_PREFIX + k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+
+    def to_map(self, log_sigma: np.ndarray) -> np.ndarray:
+        """log sigma (normalised units) -> the trust map: lambda * sigma / 2 (+-2 map is the `level` band)."""
+        return (np.exp(np.clip(log_sigma, -30, 5)) * (self.lam / 2)).astype(np.float32)
+
+
+def crc_lambda(ratios: list[np.ndarray], level: float = LEVEL) -> float:
+    """Conformal risk control for miscoverage: the smallest lambda with (n * mean_i miss_i + 1) / (n + 1) <=
+    1 - level, where miss_i(lambda) = mean(ratios_i > lambda) over image i's pixels (ratio = |error| / sigma)."""
+    n = len(ratios)
+    if n == 0:
+        raise ValueError("conformal calibration needs at least one image")
+    alpha = 1 - level
+    if (n * 0 + 1) / (n + 1) > alpha:  # even a band covering everything cannot certify this level with n images
+        return float(max(float(np.max(r)) for r in ratios)) * 1.0001
+    sorted_r = [np.sort(r.ravel()) for r in ratios]
+
+    def risk(lam: float) -> float:
+        miss = [1.0 - np.searchsorted(r, lam, side="right") / r.size for r in sorted_r]
+        return (n * float(np.mean(miss)) + 1) / (n + 1)
+
+    lo, hi = 0.0, max(float(r[-1]) for r in sorted_r) * 1.0001 + 1e-12
+    for _ in range(60):  # risk is non-increasing in lambda
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if risk(mid) > alpha else (lo, mid)
+    return hi
+
+
+def verdict(sd: np.ndarray, out: np.ndarray, sigma: float, units: float = 1.0) -> dict:
+    """Per plane: the median of the map (file units), the doubtful share and the verdict (see the module)."""
+    from .trust import output_contrast
+
+    contrast = output_contrast(out)
+    doubtful = (contrast > STRUCTURE_NOISE * sigma) & (2 * sd > SUSPECT_FRACTION * contrast)
+    share = float(doubtful.mean())
+    return {"median_error": float(np.median(sd)) * units, "doubtful_share": share, "suspect": share > SUSPECT_SHARE,
+            "map": "learned error head"}
