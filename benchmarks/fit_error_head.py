@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--loss", choices=("laplace", "logabs"), default="laplace")
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--plant-prob", type=float, default=PLANT_PROB)
-    ap.add_argument("--patches", type=int, default=480)
+    ap.add_argument("--patches", type=int, default=2000)
     ap.add_argument("--pool-cache", type=Path, default=None, help="keep the restored patches here (refits are fast)")
     ap.add_argument("--write", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
