@@ -24,7 +24,7 @@ import torch
 from mdeblur_cli.data.degrade import DegradationSpec
 from mdeblur_cli.data.train import PatchSampler, load_sources, split_sources
 from mdeblur_cli.evaluate.trust_bench import spearman, tile_rms
-from mdeblur_cli.restore.error_head import crc_lambda
+from mdeblur_cli.restore.error_head import CROP, crc_lambda, crops
 from mdeblur_cli.restore.trust import gradient, smooth
 from mdeblur_cli.train.error_head import PATCH, PLANT_PROB, calibrate, calibration_images, fit_head, patch_pool
 from mdeblur_cli.weights import load_model
@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--patches", type=int, default=2000)
     ap.add_argument("--pool-cache", type=Path, default=None, help="keep the restored patches here (refits are fast)")
     ap.add_argument("--write", type=Path, default=None)
+    ap.add_argument("--recalibrate", action="store_true", help="keep the head stored in --weights; calibrate again")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -71,23 +72,25 @@ def main() -> None:
     train_parts, val_strips = split_sources(sources, model.scale)
     sampler = PatchSampler(train_parts, PATCH, spec, seed=777, microscope_prob=0.5, microscope_optics="range")
     t0 = time.monotonic()
-    if args.pool_cache and args.pool_cache.exists():
+    if args.recalibrate:  # the head already stored in --weights; only its calibration is made again
+        head = model.head.head
+    elif args.pool_cache and args.pool_cache.exists():
         pool = torch.load(args.pool_cache)
     else:
         pool = patch_pool(model.net, sampler, args.patches)
         if args.pool_cache:
             torch.save(pool, args.pool_cache)
-    print(f"{args.patches} patches drawn and restored in {time.monotonic() - t0:.0f} s", flush=True)
-    head = fit_head(pool, args.minutes * 60, loss=args.loss, width=args.width, plant_prob=args.plant_prob,
+    if not args.recalibrate:
+        print(f"{args.patches} patches drawn and restored in {time.monotonic() - t0:.0f} s", flush=True)
+        head = fit_head(pool, args.minutes * 60, loss=args.loss, width=args.width, plant_prob=args.plant_prob,
                     progress=lambda it, v: print(f"iter {it} loss {v:.4f}", flush=True) if it % 200 == 0 else None)
     images = calibration_images(val_strips, spec)
-    fitted_on = ("patches of the training images' training parts and procedural specimens, the weights' "
+    fitted_on = model.head.fitted_on if args.recalibrate else ("patches of the training images' training parts and procedural specimens, the weights' "
                  f"degradation mix, {args.patches} patches of {PATCH} LR px, {args.minutes:g} min, loss {args.loss}")
-    cal_on = (f"{len(images)} held-out images: validation strips of the training images (2 degradations each) and "
-              "fresh procedural specimens through drawn optics")
+    cal_on = (f"crops of {CROP} output px of {len(images)} held-out images: validation strips of the training images "
+              "(2 degradations each) and fresh procedural specimens through drawn optics")
     trust, records = calibrate(model.net, head, images, loss=args.loss, fitted_on=fitted_on, calibrated_on=cal_on)
-    ratios = [(r["err"] / np.exp(r["log_sigma"])).ravel() for r in records]
-    lam_half = crc_lambda(ratios[0::2]) if len(ratios[0::2]) >= 19 else trust.lam
+    lam_half = crc_lambda([c for r in records[0::2] for c in crops(r["err"] / np.exp(r["log_sigma"]))])
     res = measure(records, lam_half)
     res.update({"loss": args.loss, "lambda_all": trust.lam, "lambda_half": lam_half,
                 "seconds": time.monotonic() - t0})

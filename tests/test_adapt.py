@@ -121,7 +121,7 @@ def test_a_short_adapt_writes_weights_report_and_trust_and_resumes_after_a_kill(
 
     model = load_model(run)  # the run folder is accepted as weights
     assert model.provenance["adapt"]["forward_model"]["psf_planes"] == 1
-    assert "split conformal" in model.trust.fitted_on
+    assert model.head is not None and "split conformal" in model.trust.calibrated_on  # the head fitted by train, recalibrated
     out = tmp_path / "restored.png"
     res = runner.invoke(app, ["restore", str(infocus / "spec0.png"), "-o", str(out), "--weights", str(run),
                               "--device", "cpu"])

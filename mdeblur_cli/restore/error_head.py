@@ -7,8 +7,11 @@ same tiled pass as the generator (`HeadedNet`), so `--trust` costs one forward p
 
 Calibration (conformal risk control, Angelopoulos et al. 2022): on calibration images the head never saw,
 lambda is the smallest factor such that (n * mean_i miss_i(lambda) + 1) / (n + 1) <= 1 - level, where miss_i is
-the share of image i's pixels whose true error exceeds lambda * sigma. For a new image exchangeable with those,
-the expected share of its pixels outside +-lambda * sigma is then at most 1 - level. The map written is the
+the share of crop i's pixels whose true error exceeds lambda * sigma; the units are crops of CROP output px of
+the calibration images (n in the hundreds: with n images, the +1 alone takes 1 / (n + 1) of the risk). For a new
+crop exchangeable with those, the expected share of its pixels outside +-lambda * sigma is then at most
+1 - level. Crops of one image are not independent, so the guarantee is approximate at that level; it holds for
+images of the same kind, not for a new microscope or specimen (`mdeblur adapt` recalibrates on yours). The map written is the
 predicted error's standard deviation in the sampling map's sense: lambda * sigma / 2, so that +-2 map covers
 `level` of the pixels.
 
@@ -34,6 +37,7 @@ REACH = 12  # low-res px the head reads around a pixel (dilated 3x3 convolutions
 STRUCTURE_NOISE = 3.0  # structure counts where the output's local contrast exceeds this many input noise SDs
 SUSPECT_FRACTION = 0.5  # doubtful where the +-2 map band exceeds this share of the local contrast
 SUSPECT_SHARE = 0.01  # an image is suspect when more than this share of its pixels is doubtful
+LOG_SIGMA0 = math.log(0.01)  # the head's output starts near an error scale of 0.01
 
 
 class ErrorHead(nn.Module):
@@ -42,7 +46,7 @@ class ErrorHead(nn.Module):
     def __init__(self, width: int = 32, scale: int = 2) -> None:
         super().__init__()
         self.scale, self.width = scale, width
-        c_in = 3 + 2 * 3 * scale * scale + 1
+        c_in = 3 + 2 * 3 * scale * scale + scale * scale + 1
         layers: list[nn.Module] = []
         for i, dil in enumerate((1, 2, 4, 1)):
             layers += [nn.Conv2d(c_in if i == 0 else width, width, 3, padding=dil, dilation=dil), nn.ReLU()]
@@ -54,11 +58,17 @@ class ErrorHead(nn.Module):
         s = self.scale
         up = F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)
         if isinstance(noise, torch.Tensor):
-            level = noise.clamp_min(1e-4).log().view(-1, 1, 1, 1).to(x.dtype).expand_as(x[:, :1])
+            level = noise.clamp_min(1e-4).log10().view(-1, 1, 1, 1).to(x.dtype).expand_as(x[:, :1])
         else:
-            level = torch.full_like(x[:, :1], math.log(max(noise, 1e-4)))
-        feats = torch.cat([x, F.pixel_unshuffle(out, s), F.pixel_unshuffle(out - up, s), level], 1)
-        return F.pixel_shuffle(self.body(feats), s)
+            level = torch.full_like(x[:, :1], math.log10(max(noise, 1e-4)))
+        # features of about unit scale: centred intensities, the change x10, log10 noise around a typical 0.003
+        g = out.mean(1, keepdim=True)
+        gx = F.pad(g[..., :, 2:] - g[..., :, :-2], (1, 1, 0, 0), mode="replicate") / 2
+        gy = F.pad(g[..., 2:, :] - g[..., :-2, :], (0, 0, 1, 1), mode="replicate") / 2
+        grad = torch.log10((gx * gx + gy * gy).sqrt() + 1e-3) + 2  # the output's gradient magnitude, log10
+        feats = torch.cat([x - 0.5, F.pixel_unshuffle(out - 0.5, s), 10 * F.pixel_unshuffle(out - up, s),
+                           F.pixel_unshuffle(grad, s), level + 2.5], 1)
+        return F.pixel_shuffle(self.body(feats) + LOG_SIGMA0, s)
 
 
 class HeadedNet(nn.Module):
@@ -113,6 +123,17 @@ class HeadTrust:
     def to_map(self, log_sigma: np.ndarray) -> np.ndarray:
         """log sigma (normalised units) -> the trust map: lambda * sigma / 2 (+-2 map is the `level` band)."""
         return (np.exp(np.clip(log_sigma, -30, 5)) * (self.lam / 2)).astype(np.float32)
+
+
+CROP = 64  # output px: the calibration unit (each held-out image is cut into crops of this side)
+
+
+def crops(ratio: np.ndarray, side: int = CROP) -> list[np.ndarray]:
+    """A 2-D map cut into side x side crops (the last row and column of crops may be smaller, at least half)."""
+    h, w = ratio.shape
+    ys = [y for y in range(0, h, side) if h - y >= side // 2] or [0]
+    xs = [x for x in range(0, w, side) if w - x >= side // 2] or [0]
+    return [ratio[y : y + side, x : x + side].ravel() for y in ys for x in xs]
 
 
 def crc_lambda(ratios: list[np.ndarray], level: float = LEVEL) -> float:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..data import Pair
 from ..data.degrade import DegradationSpec, random_degradation
 from ..data.draws import chance, uniform
-from ..restore.error_head import LEVEL, ErrorHead, HeadedNet, HeadTrust, crc_lambda
+from ..restore.error_head import LEVEL, ErrorHead, HeadedNet, HeadTrust, crc_lambda, crops
 from ..restore.tiles import restore_float
 from ..restore.trust import noise_sigma
 
@@ -76,6 +76,9 @@ def head_loss(log_sigma: torch.Tensor, err: torch.Tensor, loss: str) -> torch.Te
         return (log_sigma + err / log_sigma.exp()).mean()
     if loss == "logabs":
         target = torch.log(_blur(err, 1.0) + 1e-3)
+        return ((log_sigma - target) ** 2).mean()
+    if loss == "logrms":  # the local RMS error (Gaussian window of 3 px): what the tile ranking measures
+        target = 0.5 * torch.log(_blur(err * err, 3.0) + 1e-6)
         return ((log_sigma - target) ** 2).mean()
     raise ValueError(f"unknown head loss {loss!r}")
 
@@ -178,10 +181,10 @@ def calibrate(net, head: ErrorHead, images: list[CalImage], level: float = LEVEL
         out, ls, noise = head_outputs(net, head, im.lr)
         h, w = min(out.shape[0], im.hr.shape[0]), min(out.shape[1], im.hr.shape[1])
         err = np.abs(np.clip(out[:h, :w], 0, 1) - im.hr[:h, :w]).mean(2)
-        ratios.append((err / np.exp(ls[:h, :w])).ravel())
+        ratios += crops(err / np.exp(ls[:h, :w]))
         records.append({"name": im.name, "err": err, "log_sigma": ls[:h, :w], "out": out[:h, :w], "noise": noise})
     lam = crc_lambda(ratios, level)
-    return HeadTrust(head, lam, level, loss, fitted_on, calibrated_on, len(images)), records
+    return HeadTrust(head, lam, level, loss, fitted_on, calibrated_on, len(ratios)), records
 
 
 def fit_for_weights(path, sampler, val_pairs: list[Pair], seconds: float, patches: int = 128,
