@@ -60,8 +60,8 @@ def test_head_map_is_the_same_across_tile_sizes(tiny_weights):
     model = _headed(tiny_weights)
     headed = HeadedNet(model.net, model.head.head)
     img = np.random.default_rng(2).random((150, 170, 3)).astype(np.float32)
-    a = restore_float(headed, img, tile=64, clip=False, out_channels=4)
-    b = restore_float(headed, img, tile=512, clip=False, out_channels=4)
+    a = restore_float(headed, img, tile=64, clip=False, out_channels=5)
+    b = restore_float(headed, img, tile=512, clip=False, out_channels=5)
     assert np.abs(a - b).max() < 1e-4
     plain = restore_float(model.net, img, tile=64, clip=False)
     assert np.abs(a[..., :3] - plain).max() < 1e-4  # the head changes nothing in the restored image
@@ -89,11 +89,12 @@ def test_weights_without_a_head_fall_back_to_the_sampling_map_and_say_so(tmp_pat
     assert desc["map"] == "learned error head" and "conformal" in desc["band"]
 
 
-def test_verdict_flags_structure_the_band_does_not_support():
+def test_verdict_flags_structure_marked_as_invented():
     rng = np.random.default_rng(4)
     out = np.repeat(rng.normal(0.5, 0.05, (64, 64, 1)), 3, axis=2).astype(np.float32)  # texture of contrast ~0.05
-    contrast = output_contrast(out)
-    assert verdict(np.full((64, 64), 0.05, np.float32), out, 0.002)["suspect"]  # band as large as the texture
-    assert not verdict(np.full((64, 64), 0.002, np.float32), out, 0.002)["suspect"]  # band far below it
-    assert not verdict(np.full((64, 64), 0.05, np.float32), out * 0 + 0.5, 0.002)["suspect"]  # no structure shown
-    assert contrast.mean() > 0.02
+    sd = np.full((64, 64), 0.01, np.float32)
+    yes, no = np.full((64, 64), 2.0, np.float32), np.full((64, 64), -2.0, np.float32)
+    assert verdict(sd, yes, out, 0.002)["suspect"]  # structure, marked invented
+    assert not verdict(sd, no, out, 0.002)["suspect"]  # structure the head believes
+    assert not verdict(sd, yes, out * 0 + 0.5, 0.002)["suspect"]  # no structure shown: nothing to doubt
+    assert output_contrast(out).mean() > 0.02

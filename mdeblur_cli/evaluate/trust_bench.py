@@ -65,9 +65,9 @@ def analyse(net: nn.Module, img: np.ndarray, quant_step: float, trust, seed: int
 
         headed = HeadedNet(net, trust.head)
         headed.noise = tr.noise_sigma(img)
-        y = restore_float(headed, img, clip=False, out_channels=4)
+        y = restore_float(headed, img, clip=False, out_channels=5)
         out, sd = y[..., :3], trust.to_map(y[..., 3])
-        summary = verdict(sd, out, sigma)
+        summary = verdict(sd, y[..., 4], out, sigma)
     else:
         def restore(x):
             return restore_float(net, x, clip=False)

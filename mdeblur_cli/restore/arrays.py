@@ -80,9 +80,9 @@ def _restore_normalised(img: np.ndarray, net: nn.Module, norm: Normalization, dt
 
         headed = HeadedNet(net, trust.model.head)
         headed.noise = tr.noise_sigma(img)
-        y = restore_float(headed, img, clip=False, out_channels=4, **kw)
+        y = restore_float(headed, img, clip=False, out_channels=5, **kw)
         out, sd = y[..., :3], trust.model.to_map(y[..., 3])
-        trust.summaries.append(verdict(sd, out, sigma, units))
+        trust.summaries.append(verdict(sd, y[..., 4], out, sigma, units))
     else:  # the sampling map: 8 more passes
         out = restore_float(net, img, clip=False, **kw)
         quiet = {k: v for k, v in kw.items() if k != "progress"}

@@ -15,10 +15,12 @@ images of the same kind, not for a new microscope or specimen (`mdeblur adapt` r
 predicted error's standard deviation in the sampling map's sense: lambda * sigma / 2, so that +-2 map covers
 `level` of the pixels.
 
-The suspect verdict: a pixel is doubtful where the output shows structure (local contrast above
-STRUCTURE_NOISE input noise SDs) and the calibrated band (2 * map) exceeds SUSPECT_FRACTION of that contrast:
-the network is not sure that structure is there. An image with more than SUSPECT_SHARE doubtful pixels is
-suspect.
+The suspect verdict: the head's second output is trained (binary cross-entropy) to mark output structure that
+the input does not support: texture planted into restored training patches (train/error_head.py). A pixel is
+doubtful where the output shows structure (local contrast above STRUCTURE_NOISE input noise SDs) and that
+mark is more likely than not; an image with more than SUSPECT_SHARE doubtful pixels is suspect. (A rule on
+the band against the local contrast was tried first: on clean held-out restorations the calibrated band
+exceeds the contrast of smooth regions, so it could not separate them from planted texture.)
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ HEAD_PREFIX = "error_head."  # the head's tensors in a weights file
 LEVEL = 0.95
 REACH = 12  # low-res px the head reads around a pixel (dilated 3x3 convolutions and bicubic), rounded up
 STRUCTURE_NOISE = 3.0  # structure counts where the output's local contrast exceeds this many input noise SDs
-SUSPECT_FRACTION = 0.5  # doubtful where the +-2 map band exceeds this share of the local contrast
 SUSPECT_SHARE = 0.01  # an image is suspect when more than this share of its pixels is doubtful
 LOG_SIGMA0 = math.log(0.01)  # the head's output starts near an error scale of 0.01
 
 
 class ErrorHead(nn.Module):
-    """(input (N, 3, h, w), output (N, 3, sh, sw), noise SD) -> log sigma (N, 1, sh, sw), on the low-res grid."""
+    """(input (N, 3, h, w), output (N, 3, sh, sw), noise SD) -> (N, 2, sh, sw): log sigma, and the logit that the
+    output's structure at that pixel is not supported by the input (invented), computed on the low-res grid."""
 
     def __init__(self, width: int = 32, scale: int = 2) -> None:
         super().__init__()
@@ -50,7 +52,7 @@ class ErrorHead(nn.Module):
         layers: list[nn.Module] = []
         for i, dil in enumerate((1, 2, 4, 1)):
             layers += [nn.Conv2d(c_in if i == 0 else width, width, 3, padding=dil, dilation=dil), nn.ReLU()]
-        layers.append(nn.Conv2d(width, scale * scale, 1))
+        layers.append(nn.Conv2d(width, 2 * scale * scale, 1))  # log sigma and the invented-structure logit
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, out: torch.Tensor, noise: float | torch.Tensor) -> torch.Tensor:
@@ -68,12 +70,14 @@ class ErrorHead(nn.Module):
         grad = torch.log10((gx * gx + gy * gy).sqrt() + 1e-3) + 2  # the output's gradient magnitude, log10
         feats = torch.cat([x - 0.5, F.pixel_unshuffle(out - 0.5, s), 10 * F.pixel_unshuffle(out - up, s),
                            F.pixel_unshuffle(grad, s), level + 2.5], 1)
-        return F.pixel_shuffle(self.body(feats) + LOG_SIGMA0, s)
+        y = self.body(feats)
+        n = s * s
+        return torch.cat([F.pixel_shuffle(y[:, :n] + LOG_SIGMA0, s), F.pixel_shuffle(y[:, n:], s)], 1)
 
 
 class HeadedNet(nn.Module):
     """A generator and its error head as one network for the tile engine: its first output is the restored
-    image with log sigma as a fourth channel. `noise` (the input's noise SD) is set per image before the pass,
+    image with log sigma and the invented-structure logit as fourth and fifth channels. `noise` (the input's noise SD) is set per image before the pass,
     so that every tile sees the same value."""
 
     def __init__(self, net: nn.Module, head: ErrorHead) -> None:
@@ -158,12 +162,12 @@ def crc_lambda(ratios: list[np.ndarray], level: float = LEVEL) -> float:
     return hi
 
 
-def verdict(sd: np.ndarray, out: np.ndarray, sigma: float, units: float = 1.0) -> dict:
+def verdict(sd: np.ndarray, logit: np.ndarray, out: np.ndarray, sigma: float, units: float = 1.0) -> dict:
     """Per plane: the median of the map (file units), the doubtful share and the verdict (see the module)."""
     from .trust import output_contrast
 
     contrast = output_contrast(out)
-    doubtful = (contrast > STRUCTURE_NOISE * sigma) & (2 * sd > SUSPECT_FRACTION * contrast)
+    doubtful = (contrast > STRUCTURE_NOISE * sigma) & (logit > 0)
     share = float(doubtful.mean())
     return {"median_error": float(np.median(sd)) * units, "doubtful_share": share, "suspect": share > SUSPECT_SHARE,
             "map": "learned error head"}

@@ -33,6 +33,8 @@ from ..restore.trust import noise_sigma
 PATCH = 64  # LR px of a head training patch
 BORDER = 8  # LR px at each patch edge left out of the loss (the generator saw no context there)
 PLANT_PROB = 0.25
+PLANT_MARK = 0.03  # planted texture at least this strong (SD, [0, 1] units) is marked as invented
+DETECT_WEIGHT = 0.2  # the invented-structure term in the head's loss
 CAL_SEED = 2_000_003  # calibration degradations use seeds from here
 CAL_MICRO_SEED = 70_000  # fresh procedural specimens for calibration
 
@@ -44,10 +46,11 @@ class CalImage:
     hr: np.ndarray  # (sh, sw, 3) truth in the same units
 
 
-def plant(out: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """(N, 3, H, W) outputs with invented texture in a soft random region of each (see the module)."""
+def plant(out: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, H, W) outputs with invented texture in a soft random region of each (see the module), and where it
+    is (N, 1, H, W): the region's core, for texture of at least PLANT_MARK in strength."""
     n, _, h, w = out.shape
-    res = []
+    res, marks = [], []
     for i in range(n):
         amp = math.exp(uniform(g, math.log(0.02), math.log(0.25)))
         sig = uniform(g, 0.7, 3.0)
@@ -56,7 +59,8 @@ def plant(out: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         mask = _blur(torch.randn((1, 1, h, w), generator=g), h / 8)
         mask = torch.sigmoid((mask - mask.mean()) / mask.std().clamp_min(1e-6) * 4)
         res.append((out[i : i + 1] + amp * tex * mask).clamp(0, 1))
-    return torch.cat(res)
+        marks.append((mask > 0.5).float() * float(amp >= PLANT_MARK))
+    return torch.cat(res), torch.cat(marks)
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -115,13 +119,15 @@ def fit_head(pool, seconds: float, loss: str = "laplace", width: int = 32, batch
         idx = torch.randint(len(x_all), (batch,), generator=g)
         x, out, hr = x_all[idx], out_all[idx].clone(), hr_all[idx]
         keep = torch.rand(batch, generator=g) < plant_prob
+        mark = torch.zeros_like(out[:, :1])
         if keep.any():
-            out[keep] = plant(out[keep], g)
+            out[keep], mark[keep] = plant(out[keep], g)
         if chance(g, 0.5):
-            x, out, hr = x.flip(-1), out.flip(-1), hr.flip(-1)
+            x, out, hr, mark = x.flip(-1), out.flip(-1), hr.flip(-1), mark.flip(-1)
         err = (out - hr).abs().mean(1, keepdim=True)
-        ls = head(x, out, torch.tensor([noise_all[int(j)] for j in idx]))
-        value = head_loss(ls[..., b:-b, b:-b], err[..., b:-b, b:-b], loss)
+        y = head(x, out, torch.tensor([noise_all[int(j)] for j in idx]))[..., b:-b, b:-b]
+        value = head_loss(y[:, :1], err[..., b:-b, b:-b], loss) + DETECT_WEIGHT * F.binary_cross_entropy_with_logits(
+            y[:, 1:], mark[..., b:-b, b:-b])
         opt.zero_grad()
         value.backward()
         opt.step()
@@ -168,7 +174,7 @@ def head_outputs(net, head: ErrorHead, img: np.ndarray, **kw) -> tuple[np.ndarra
     step), in training and in use."""
     headed = HeadedNet(net, head)
     headed.noise = noise_sigma(img)
-    y = restore_float(headed, img, clip=False, out_channels=4, **kw)
+    y = restore_float(headed, img, clip=False, out_channels=5, **kw)
     return y[..., :3], y[..., 3], headed.noise
 
 
