@@ -90,9 +90,9 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
-def set_provenance(path: str | Path, key: str, value) -> None:
-    """Store `value` under provenance[key] of a weights file, the tensors and the rest of the metadata unchanged
-    (written atomically): how fitted extras, such as the trust map's coefficients, travel with the weights."""
+def _rewrite(path: str | Path, tensors: dict | None, key: str, value) -> None:
+    """Rewrite a weights file atomically with provenance[key] = value and, with `tensors`, those tensors in place
+    of any stored under their prefix (HEAD_PREFIX); the rest unchanged."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -100,11 +100,18 @@ def set_provenance(path: str | Path, key: str, value) -> None:
     read_metadata(path)  # an mdeblur weights file, or a one-line error
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata())
-        state = {k: f.get_tensor(k) for k in f.keys()}
+        state = {k: f.get_tensor(k) for k in f.keys() if tensors is None or not k.startswith(HEAD_PREFIX)}
+    state.update(tensors or {})
     prov = json.loads(meta.get("provenance", "{}"))
     prov[key] = value
     meta["provenance"] = json.dumps(prov)
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+
+
+def set_provenance(path: str | Path, key: str, value) -> None:
+    """Store `value` under provenance[key] of a weights file, the tensors and the rest of the metadata unchanged
+    (written atomically): how fitted extras, such as the trust map's coefficients, travel with the weights."""
+    _rewrite(path, None, key, value)
 
 
 def _check_shapes(path: Path, arch: str, config: dict) -> None:
@@ -152,11 +159,7 @@ class LoadedModel:
     def trust(self):
         """What --trust uses: the learned error head stored with the weights (restore/error_head.py), else the
         sampling map's coefficients (provenance['trust']), else its unfitted default."""
-        from .restore.trust import TrustModel
-
-        if self.head is not None:
-            return self.head
-        return TrustModel.from_dict(self.provenance["trust"]) if "trust" in self.provenance else TrustModel()
+        return self.head if self.head is not None else self.sampling_trust
 
     @property
     def sampling_trust(self):
@@ -208,19 +211,7 @@ def load_model(name_or_path: str | Path = "mdeblurgan-x2", device: str | torch.d
 def store_error_head(path: str | Path, trust) -> None:
     """Store a fitted error head (restore.error_head.HeadTrust) in a weights file: its tensors under
     HEAD_PREFIX and its calibration in provenance['error_head'], replacing any earlier head (atomic)."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    path = resolve_weights(path)
-    read_metadata(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata())
-        state = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(HEAD_PREFIX)}
-    state.update(trust.tensors())
-    prov = json.loads(meta.get("provenance", "{}"))
-    prov["error_head"] = trust.to_dict()
-    meta["provenance"] = json.dumps(prov)
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    _rewrite(path, trust.tensors(), "error_head", trust.to_dict())
 
 
 def sha256(path: Path) -> str:

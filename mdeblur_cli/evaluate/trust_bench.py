@@ -61,13 +61,11 @@ def analyse(net: nn.Module, img: np.ndarray, quant_step: float, trust, seed: int
     one pass; a TrustModel: the sampling map), in normalised units, with the gradient baseline and the verdict."""
     sigma = tr.noise_sigma(img, quant_step)
     if getattr(trust, "head", None) is not None:
-        from ..restore.error_head import HeadedNet, verdict
+        from ..restore.error_head import run_head, verdict
 
-        headed = HeadedNet(net, trust.head)
-        headed.noise = tr.noise_sigma(img)
-        y = restore_float(headed, img, clip=False, out_channels=5)
-        out, sd = y[..., :3], trust.to_map(y[..., 3])
-        summary = verdict(sd, y[..., 4], out, sigma)
+        out, log_sigma, logit = run_head(net, trust, img)
+        sd = trust.to_map(log_sigma)
+        summary = verdict(sd, logit, out, sigma)
     else:
         def restore(x):
             return restore_float(net, x, clip=False)

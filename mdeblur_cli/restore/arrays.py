@@ -76,13 +76,11 @@ def _restore_normalised(img: np.ndarray, net: nn.Module, norm: Normalization, dt
     sigma = tr.noise_sigma(img, quant)
     units = float(norm.hi - norm.lo)
     if getattr(trust.model, "head", None) is not None:  # the learned error head: one pass with the generator
-        from .error_head import HeadedNet, verdict
+        from .error_head import run_head, verdict
 
-        headed = HeadedNet(net, trust.model.head)
-        headed.noise = tr.noise_sigma(img)
-        y = restore_float(headed, img, clip=False, out_channels=5, **kw)
-        out, sd = y[..., :3], trust.model.to_map(y[..., 3])
-        trust.summaries.append(verdict(sd, y[..., 4], out, sigma, units))
+        out, log_sigma, logit = run_head(net, trust.model, img, **kw)
+        sd = trust.model.to_map(log_sigma)
+        trust.summaries.append(verdict(sd, logit, out, sigma, units))
     else:  # the sampling map: 8 more passes
         out = restore_float(net, img, clip=False, **kw)
         quiet = {k: v for k, v in kw.items() if k != "progress"}

@@ -171,3 +171,16 @@ def verdict(sd: np.ndarray, logit: np.ndarray, out: np.ndarray, sigma: float, un
     share = float(doubtful.mean())
     return {"median_error": float(np.median(sd)) * units, "doubtful_share": share, "suspect": share > SUSPECT_SHARE,
             "map": "learned error head"}
+
+
+def run_head(net: nn.Module, trust: HeadTrust, img: np.ndarray, **kw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One normalised (H, W, 3) input through the generator and its head in one tiled pass: (restored (sH, sW, 3),
+    log sigma (sH, sW), invented-structure logit (sH, sW)). The head's noise feature is the input's wavelet noise
+    estimate alone (no quantisation step), as in training; `kw` goes to the tile engine."""
+    from .tiles import restore_float
+    from .trust import noise_sigma
+
+    headed = HeadedNet(net, trust.head)
+    headed.noise = noise_sigma(img)
+    y = restore_float(headed, img, clip=False, out_channels=5, **kw)
+    return y[..., :3], y[..., 3], y[..., 4]

@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from ..data import Pair
 from ..data.degrade import DegradationSpec, random_degradation
 from ..data.draws import chance, uniform
-from ..restore.error_head import LEVEL, ErrorHead, HeadedNet, HeadTrust, crc_lambda, crops
-from ..restore.tiles import restore_float
+from ..restore.error_head import LEVEL, ErrorHead, HeadTrust, crc_lambda, crops, run_head
 from ..restore.trust import noise_sigma
 
 PATCH = 64  # LR px of a head training patch
@@ -168,23 +167,15 @@ def _hwc(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.numpy().transpose(1, 2, 0), np.float32)
 
 
-def head_outputs(net, head: ErrorHead, img: np.ndarray, **kw) -> tuple[np.ndarray, np.ndarray, float]:
-    """(restored (sH, sW, 3), log sigma (sH, sW), the input's noise SD) of one normalised (H, W, 3) input, through
-    the tile engine as restore does. The head's noise feature is the wavelet estimate alone (no quantisation
-    step), in training and in use."""
-    headed = HeadedNet(net, head)
-    headed.noise = noise_sigma(img)
-    y = restore_float(headed, img, clip=False, out_channels=5, **kw)
-    return y[..., :3], y[..., 3], headed.noise
-
-
 def calibrate(net, head: ErrorHead, images: list[CalImage], level: float = LEVEL, loss: str = "laplace",
               fitted_on: str = "", calibrated_on: str = "") -> tuple[HeadTrust, list[dict]]:
     """The conformal factor of `head` on `images` (restored as the tool restores), and per-image records
     (error, log sigma) for measuring."""
     ratios, records = [], []
+    probe = HeadTrust(head)
     for im in images:
-        out, ls, noise = head_outputs(net, head, im.lr)
+        out, ls, _ = run_head(net, probe, im.lr)
+        noise = noise_sigma(im.lr)
         h, w = min(out.shape[0], im.hr.shape[0]), min(out.shape[1], im.hr.shape[1])
         err = np.abs(np.clip(out[:h, :w], 0, 1) - im.hr[:h, :w]).mean(2)
         ratios += crops(err / np.exp(ls[:h, :w]))
