@@ -94,7 +94,21 @@ def test_verdict_flags_structure_marked_as_invented():
     out = np.repeat(rng.normal(0.5, 0.05, (64, 64, 1)), 3, axis=2).astype(np.float32)  # texture of contrast ~0.05
     sd = np.full((64, 64), 0.01, np.float32)
     yes, no = np.full((64, 64), 2.0, np.float32), np.full((64, 64), -2.0, np.float32)
-    assert verdict(sd, yes, out, 0.002)["suspect"]  # structure, marked invented
-    assert not verdict(sd, no, out, 0.002)["suspect"]  # structure the head believes
-    assert not verdict(sd, yes, out * 0 + 0.5, 0.002)["suspect"]  # no structure shown: nothing to doubt
+    img = out[::2, ::2]  # an input that holds the same texture
+    assert verdict(sd, yes, img, out, 0.002)["suspect"]  # structure, marked invented
+    assert not verdict(sd, no, img, out, 0.002)["suspect"]  # structure the head believes
+    assert not verdict(sd, yes, img, out * 0 + 0.5, 0.002)["suspect"]  # no structure shown: nothing to doubt
     assert output_contrast(out).mean() > 0.02
+
+
+def test_verdict_flags_contrast_the_input_cannot_support():
+    """A flat noisy input restored to texture ten times its noise is suspect whatever the head says; the same
+    input restored flat, or sharpened no more than a restorer may, is not."""
+    rng = np.random.default_rng(5)
+    img = rng.normal(0.5, 0.002, (32, 32, 3)).astype(np.float32)
+    sd, no = np.full((64, 64), 0.01, np.float32), np.full((64, 64), -2.0, np.float32)
+    blobs = np.repeat(rng.normal(0.5, 0.02, (64, 64, 1)), 3, axis=2).astype(np.float32)
+    assert verdict(sd, no, img, blobs, 0.002)["suspect"]
+    assert not verdict(sd, no, img, np.full((64, 64, 3), 0.5, np.float32), 0.002)["suspect"]
+    up = np.repeat(np.repeat(img, 2, 0), 2, 1)
+    assert not verdict(sd, no, img, 0.5 + 1.5 * (up - 0.5), 0.002)["suspect"]

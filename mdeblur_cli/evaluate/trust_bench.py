@@ -65,7 +65,7 @@ def analyse(net: nn.Module, img: np.ndarray, quant_step: float, trust, seed: int
 
         out, log_sigma, logit = run_head(net, trust, img)
         sd = trust.to_map(log_sigma)
-        summary = verdict(sd, logit, out, sigma)
+        summary = verdict(sd, logit, img, out, sigma)
     else:
         def restore(x):
             return restore_float(net, x, clip=False)
@@ -73,7 +73,7 @@ def analyse(net: nn.Module, img: np.ndarray, quant_step: float, trust, seed: int
         out = restore(img)
         maps = tr.sources(net, img, out, restore, passes=passes, seed=seed, sigma=sigma)
         sd = tr.predict(maps, trust)
-        summary = tr.summary(sd, maps["spread"], out, sigma)
+        summary = tr.summary(sd, maps["spread"], img, out, sigma)
     return {"out": out, "sd": sd, "summary": summary, "gradient": tr.smooth(tr.gradient(out), tr.SMOOTH)}
 
 

@@ -80,13 +80,13 @@ def _restore_normalised(img: np.ndarray, net: nn.Module, norm: Normalization, dt
 
         out, log_sigma, logit = run_head(net, trust.model, img, **kw)
         sd = trust.model.to_map(log_sigma)
-        trust.summaries.append(verdict(sd, logit, out, sigma, units))
+        trust.summaries.append(verdict(sd, logit, img, out, sigma, units))
     else:  # the sampling map: 8 more passes
         out = restore_float(net, img, clip=False, **kw)
         quiet = {k: v for k, v in kw.items() if k != "progress"}
         maps = tr.sources(net, img, out, lambda x: restore_float(net, x, clip=False, **quiet), sigma=sigma)
         sd = tr.predict(maps, trust.model)
-        trust.summaries.append(tr.summary(sd, maps["spread"], out, sigma, units))
+        trust.summaries.append(tr.summary(sd, maps["spread"], img, out, sigma, units))
     return (out.mean(2, keepdims=True) if gray else out), sd * units
 
 

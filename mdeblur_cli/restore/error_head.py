@@ -18,7 +18,8 @@ predicted error's standard deviation in the sampling map's sense: lambda * sigma
 The suspect verdict: the head's second output is trained (binary cross-entropy) to mark output structure that
 the input does not support: texture planted into restored training patches (train/error_head.py). A pixel is
 doubtful where the output shows structure (local contrast above STRUCTURE_NOISE input noise SDs) and that
-mark is more likely than not; an image with more than SUSPECT_SHARE doubtful pixels is suspect. (A rule on
+mark is more likely than not, or where the output's contrast is more than the input can support
+(trust.amplified: noise or a flat region turned into structure); an image with more than SUSPECT_SHARE doubtful pixels is suspect. (A rule on
 the band against the local contrast was tried first: on clean held-out restorations the calibrated band
 exceeds the contrast of smooth regions, so it could not separate them from planted texture.)
 """
@@ -162,12 +163,13 @@ def crc_lambda(ratios: list[np.ndarray], level: float = LEVEL) -> float:
     return hi
 
 
-def verdict(sd: np.ndarray, logit: np.ndarray, out: np.ndarray, sigma: float, units: float = 1.0) -> dict:
+def verdict(sd: np.ndarray, logit: np.ndarray, img: np.ndarray, out: np.ndarray, sigma: float,
+            units: float = 1.0) -> dict:
     """Per plane: the median of the map (file units), the doubtful share and the verdict (see the module)."""
-    from .trust import output_contrast
+    from .trust import amplified, output_contrast
 
     contrast = output_contrast(out)
-    doubtful = (contrast > STRUCTURE_NOISE * sigma) & (logit > 0)
+    doubtful = ((contrast > STRUCTURE_NOISE * sigma) & (logit > 0)) | amplified(img, out, sigma, contrast)
     share = float(doubtful.mean())
     return {"median_error": float(np.median(sd)) * units, "doubtful_share": share, "suspect": share > SUSPECT_SHARE,
             "map": "learned error head"}
