@@ -112,3 +112,29 @@ def test_verdict_flags_contrast_the_input_cannot_support():
     assert not verdict(sd, no, img, np.full((64, 64, 3), 0.5, np.float32), 0.002)["suspect"]
     up = np.repeat(np.repeat(img, 2, 0), 2, 1)
     assert not verdict(sd, no, img, 0.5 + 1.5 * (up - 0.5), 0.002)["suspect"]
+
+
+def test_head_map_on_cluster_local_equals_the_in_process_map(tmp_path, tiny_weights):
+    """`--trust --cluster local` writes the same learned map (and the same verdict) as an in-process run; a worker
+    runs torch on one thread, so sums may round differently in the last bits."""
+    import cv2
+    import tifffile
+
+    _headed(tiny_weights)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(src / f"a{i}.png"), (np.random.default_rng(10 + i).random((40, 48, 3)) * 255).astype(np.uint8))
+    for where, extra in (("local", ["--cluster", "local", "--workers", "1"]), ("here", [])):
+        res = runner.invoke(app, ["restore", str(src), "--out-dir", str(tmp_path / where), "--weights",
+                                  str(tiny_weights), "--trust", "--report", str(tmp_path / f"{where}.json"), *extra])
+        assert res.exit_code == 0, res.output
+    for i in range(2):
+        a = tifffile.imread(tmp_path / "local" / f"a{i}_x2_trust.tif")
+        b = tifffile.imread(tmp_path / "here" / f"a{i}_x2_trust.tif")
+        assert a.shape == b.shape == (80, 96, 3)
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+    rec = {r["input"]: r for r in json.loads((tmp_path / "here.json").read_text())["records"]}
+    for r in json.loads((tmp_path / "local.json").read_text())["records"]:
+        assert r["map"] == rec[r["input"]]["map"] == "learned error head"
+        assert r["suspect"] == rec[r["input"]]["suspect"]
