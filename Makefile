@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= dev,bio,zarr,onnx,bioimageio,distributed
+EXTRAS ?= dev,bio,zarr,slides,onnx,bioimageio,distributed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

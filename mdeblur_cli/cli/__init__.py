@@ -3,6 +3,6 @@ commands (app.py holds the application and its one error boundary); importing it
 order below is the order of the commands in --help."""
 
 from .app import app  # noqa: I001
-from . import restore, train, evaluate, data, export  # noqa: F401  (each module registers its commands)
+from . import restore, info, train, evaluate, data, export  # noqa: F401  (each module registers its commands)
 
 __all__ = ["app"]

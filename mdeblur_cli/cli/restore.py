@@ -11,7 +11,7 @@ from ..errors import MdeblurError
 from .app import app, console, parse_percentiles
 
 
-@app.command(epilog="Examples:\n\n  mdeblur restore in.tif -o out.png\n\n  mdeblur restore cells.ome.tif --out-dir restored/          # -> restored/cells_x2.ome.tif, pixel size halved\n\n  mdeblur restore scans/ --recursive --out-dir restored/ --skip-existing\n\n  mdeblur restore stack.tif -o out.tif --axes ZYX --channels independent\n\n  mdeblur restore 'slides/*.png' --out-dir out/ --weights unet-sr-x2 --device cuda --precision bf16\n\n  mdeblur restore folder/ --out-dir r/ --trust --report r/report.json")
+@app.command(epilog="Examples:\n\n  mdeblur restore in.tif -o out.png\n\n  mdeblur restore cells.ome.tif --out-dir restored/          # -> restored/cells_x2.ome.tif, pixel size halved\n\n  mdeblur restore scans/ --recursive --out-dir restored/ --skip-existing\n\n  mdeblur restore stack.tif -o out.tif --axes ZYX --channels independent\n\n  mdeblur restore 'slides/*.png' --out-dir out/ --weights unet-sr-x2 --device cuda --precision bf16\n\n  mdeblur restore folder/ --out-dir r/ --trust --report r/report.json\n\n  mdeblur restore slide.svs -o slide_x2.ome.tif              # a whole slide, streamed into a pyramid\n\n  mdeblur restore slide.svs --level 1 --region 2000,1200,4096,4096 -o crop_x2.tif")
 def restore(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one input only).")] = None,
@@ -37,19 +37,33 @@ def restore(
     cluster: Annotated[str | None, typer.Option(help="Run on Dask: 'local' (a LocalCluster on this machine) or a scheduler address such as tcp://head:8786. One task per file; one huge gray plane to .ome.zarr is spread over the workers. Needs the distributed extra.")] = None,
     workers: Annotated[int | None, typer.Option(help="--cluster local: worker processes. \\[default: cores / threads]")] = None,
     threads_per_worker: Annotated[int | None, typer.Option(help="--cluster local: threads per worker. \\[default: 1]")] = None,
+    level: Annotated[int, typer.Option(help="Whole slides: the pyramid level to restore (0: full resolution; see mdeblur info).")] = 0,
+    region: Annotated[str | None, typer.Option(help="Whole slides: x,y,w,h in pixels of --level; only that region is restored.")] = None,
+    compression: Annotated[str, typer.Option(help="Whole slides to a pyramidal OME-TIFF: zlib (Deflate, lossless), zstd (lossless) , jpeg (see --quality) or none.")] = "zlib",
+    quality: Annotated[int, typer.Option(help="JPEG quality of --compression jpeg (1-100).")] = 90,
+    skip_background: Annotated[bool, typer.Option("--skip-background/--no-skip-background", help="Whole slides: tiles that hold only glass (Otsu on saturation of a low level) are upscaled by bicubic instead of the network.")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="Whole slides to .ome.zarr: go on from the unfinished NAME.ome.zarr.partial an interrupted run left, skipping the rows already written.")] = False,
 ) -> None:
     """Deblur and super-resolve images x2 (any size; tiled, seamless)."""
     from ..formats.images import atomic_write
     from ..formats.paths import check_folder_path
+    from ..formats.slide import COMPRESSIONS, SlideOptions, parse_region
     from ..scale.batch import restore_files
     from ..scale.job import RestoreJob
 
+    if compression not in COMPRESSIONS:
+        raise MdeblurError(f"--compression {compression!r}: choose one of {', '.join(COMPRESSIONS)}")
+    if not 1 <= quality <= 100:
+        raise MdeblurError(f"--quality {quality}: give 1-100")
+    if level < 0:
+        raise MdeblurError(f"--level {level}: levels count from 0 (full resolution)")
+    slide = SlideOptions(level, parse_region(region), compression, quality, skip_background, resume)
     job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive,
                      tile=tile, device=device, precision=precision, suffix=suffix, overwrite=overwrite,
                      skip_existing=skip_existing, self_ensemble=self_ensemble, normalize=normalize,
                      percentiles=parse_percentiles(percentiles), axes=axes, channels=channels, max_pixels=max_pixels,
                      debug=debug, trust=trust, cluster=cluster, workers=workers,
-                     threads_per_worker=threads_per_worker)
+                     threads_per_worker=threads_per_worker, slide=slide)
     if fail_on_suspect and not trust:
         raise MdeblurError("--fail-on-suspect needs --trust (it acts on the trust maps' verdicts)")
     if report is not None:

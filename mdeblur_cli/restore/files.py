@@ -13,13 +13,14 @@ import torch
 from ..device import CPU, as_device, resolve_precision
 from ..errors import MdeblurError
 from ..formats.images import atomic_write
+from ..formats.ngff import is_zarr
 from ..formats.paths import check_folder_path
 from ..formats.series import Meta, Series, split_name
 from ..formats.stacks import check_writable, lost_metadata, read_series, write_series
 from ..scale import stream
 from ..weights import LoadedModel
 from .arrays import TrustRequest, choose_channels, nonfinite_mask, restore_stack
-from .normalize import Normalization
+from .normalize import Normalization, choose
 from .tiles import DEFAULT_TILE
 
 
@@ -35,6 +36,7 @@ class FileResult:
     trust: dict | None = None  # --trust: median predicted error (file units), doubtful share, suspect
     colours: list[int] = field(default_factory=list)  # per series, its colour channels (1: a gray image)
     trust_path: Path | None = None
+    streamed_note: str | None = None  # how a streamed input was done (a slide: its levels and the glass skipped)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Loaded:
     stream_rgb: bool = False
     stream_meta: Meta | None = None  # the streamed TIFF's metadata
     trust_series: list[Series] | None = None  # --trust: the predicted-error maps, written beside the output
+    slide: object | None = None  # a whole slide streamed to a pyramid (scale.slide.SlidePlan), with its options
+    slide_opts: object | None = None
 
 
 def trust_path(dst: str | Path) -> Path:
@@ -58,14 +62,22 @@ def trust_path(dst: str | Path) -> Path:
 
 
 def load_file(src: str | Path, dst: str | Path, axes: str | None = None, channels: str = "auto",
-              max_pixels: int | None = None, trust: bool = False) -> Loaded:
+              max_pixels: int | None = None, trust: bool = False, slide=None) -> Loaded:
     """Read and check one input (the read stage): everything that can refuse it before any compute.
-    A trust map needs the whole image in memory, so `trust` turns streaming off."""
+    A trust map needs the whole image in memory, so `trust` turns streaming off. `slide`
+    (formats.slide.SlideOptions): the level, region and output options of a whole slide."""
+    from ..formats.slide import SlideOptions, is_slide
+
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
         raise MdeblurError(f"{dst}: refusing to write over an input")
     check_folder_path(dst.parent, f"the folder of {dst}")
     result = FileResult()
+    slide = slide or SlideOptions()
+    if is_slide(src):
+        return _load_slide(src, dst, slide, result, trust, max_pixels)
+    if slide.level or slide.region:
+        raise MdeblurError(f"{src}: --level and --region apply to whole slides (SVS, NDPI, tiled pyramidal TIFF)")
     streamable = None if trust else stream.probe(src, dst, axes, channels)
     if streamable is not None:  # a large plain TIFF: bounded memory, tiles straight into a tiled BigTIFF
         rgb, meta = streamable
@@ -84,6 +96,32 @@ def load_file(src: str | Path, dst: str | Path, axes: str | None = None, channel
     return Loaded(src, dst, series, result)
 
 
+def _load_slide(src: Path, dst: Path, opts, result: FileResult, trust: bool, max_pixels: int | None) -> Loaded:
+    """A whole slide: streamed into a pyramid when the output is a TIFF or an OME-Zarr (and no trust map is
+    asked); otherwise its level and region are read into memory and restored as any image."""
+    from ..formats.series import TIFF_EXT, check_size
+    from ..formats.slide import open_slide, window
+    from ..scale.slide import plan
+
+    ext = split_name(dst)[1].lower()
+    if (ext in TIFF_EXT or ext.startswith(".ome.tif") or ext.endswith(".zarr")) and not trust:
+        return Loaded(src, dst, None, result, True, slide=plan(src, dst, opts, 2), slide_opts=opts)
+    sl = open_slide(src)
+    try:
+        y0, y1, x0, x1 = window(sl, opts.level, opts.region)
+        check_size(src, (y1 - y0, x1 - x0, 3), "YXS", max_pixels)
+        data = np.asarray(sl.array(opts.level)[y0:y1, x0:x1])[..., :3]
+        mpp = sl.level_mpp(opts.level)
+    finally:
+        sl.close()
+    ome = {"Pixels": {"PhysicalSizeX": mpp[1], "PhysicalSizeY": mpp[0], "PhysicalSizeXUnit": "µm",
+                      "PhysicalSizeYUnit": "µm"}} if mpp else {}
+    series = [Series(np.ascontiguousarray(data), "YXS", Meta(kind="ome" if mpp else "tiff", rgb=True, ome=ome))]
+    check_writable(dst, series)
+    result.lost = lost_metadata(dst, series)
+    return Loaded(src, dst, series, result)
+
+
 def _plane_progress(progress, plane_pixels: int):
     """The tile callback of one plane: (done, total) -> progress(done, total, input pixels of the plane)."""
     return None if progress is None else lambda done, total: progress(done, total, plane_pixels)
@@ -97,6 +135,8 @@ def compute_file(
     """Restore a loaded input (the restore stage). A streamed input is read, restored and written here.
     With `trust_model` (trust.TrustModel), the predicted-error maps and the image's summary are made too."""
     result = job.result
+    if job.slide is not None:
+        return _compute_slide(job, model, tile, device, precision, progress)
     if job.series is None:
         dtype = resolve_precision(precision, device)
         pct = percentiles or model.percentiles
@@ -163,6 +203,38 @@ def _trust_meta(meta, dtype: np.dtype, trust_model):
     desc["trust"] = trust_model.to_dict()
     m = replace(meta, rgb=False, alpha=False, description=json.dumps(desc), ome=dict(meta.ome), imagej=dict(meta.imagej))
     return m
+
+
+def _compute_slide(job: Loaded, model: LoadedModel, tile: int, device: torch.device, precision: str,
+                   progress=None) -> Loaded:
+    """A whole slide into a pyramidal OME-TIFF (atomically) or a multiscale OME-Zarr (under NAME.partial, renamed
+    when complete, so that --resume can go on from it)."""
+    from ..scale.slide import restore_slide
+
+    p, result = job.slide, job.result
+    y0, y1, x0, x1 = p.box
+    prog = None
+    if progress is not None:
+        def prog(done, total, glass):
+            progress(done, total, (y1 - y0) * (x1 - x0), note=f"tiles ({glass} of {total} glass, by bicubic)")
+    dtype = resolve_precision(precision, device)
+    done: dict = {}
+    try:
+        if is_zarr(job.dst):
+            done = restore_slide(p, job.dst, model.net, job.slide_opts, tile, device, dtype, prog)
+        else:
+            atomic_write(job.dst, lambda tmp: done.update(restore_slide(p, tmp, model.net, job.slide_opts, tile,
+                                                                        device, dtype, prog)))
+    except OSError as exc:
+        raise MdeblurError(f"{job.dst}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        p.slide.close()
+    result.modes, result.streamed, result.colours = ["rgb"], True, [3]
+    result.norms.append(choose(np.zeros((1, 1, 3), np.uint8), "range"))
+    result.streamed_note = (f"slide level {p.level}, {x1 - x0} x {y1 - y0} px streamed into {done['levels']} "
+                            f"pyramid level(s); {done['glass_tiles']} of {done['tiles']} tiles glass (bicubic)"
+                            + (f"; resuming from output row {done['resumed_from_row']}" if done["resumed_from_row"] else ""))
+    return job
 
 
 def write_file(job: Loaded) -> FileResult:

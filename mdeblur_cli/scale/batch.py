@@ -233,14 +233,15 @@ def _pipeline(job: RestoreJob, plan: list[tuple[Path, Path]], model: LoadedModel
         tiles_task = progress.add_task("tiles", total=None, visible=False, pixels=0.0)
         done = {"px": 0.0, "last": 0, "total": 0.0}
 
-        def on_tile(n: int, total: int, plane_pixels: int) -> None:
+        def on_tile(n: int, total: int, plane_pixels: int, note: str = "tiles") -> None:
             done["px"] += (n - (done["last"] if n > done["last"] else 0)) * plane_pixels / total
             done["last"] = n if n < total else 0
-            progress.update(tiles_task, completed=n, total=total, visible=total > 1, pixels=done["px"])
+            progress.update(tiles_task, completed=n, total=total, visible=total > 1, pixels=done["px"],
+                            description=note)
 
         def load(i: int) -> Future:
             src, dst = plan[i]
-            return reader.submit(load_file, src, dst, job.axes, job.channels, job.max_pixels, job.trust)
+            return reader.submit(load_file, src, dst, job.axes, job.channels, job.max_pixels, job.trust, job.slide)
 
         pending: deque[tuple[Path, Future]] = deque()  # written or being written, reported in input order
         ahead = load(0) if plan else None
@@ -328,6 +329,8 @@ class _Reporter:
         modes = "gray" if gray else ", ".join(dict.fromkeys(res.modes))
         note = f"channels: {modes}; intensities: {_describe(res.norms, self.percentiles)}"
         self._say(f"{src} -> {dst} ({note})")
+        if res.streamed_note:
+            self._say(f"{dst}: {res.streamed_note}")
         if res.lost and "lost" not in self.said:
             items = "; ".join(f"{k} {v}" for k, v in res.lost.items())
             once = " (said once per run)" if self.n > 1 else ""

@@ -106,7 +106,7 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
     try:
         model = worker_model(j.weights, j.self_ensemble)
         pct = j.percentiles or model.percentiles
-        loaded = load_file(src, dst, j.axes, j.channels, j.max_pixels, j.trust)
+        loaded = load_file(src, dst, j.axes, j.channels, j.max_pixels, j.trust, j.slide)
         tm = model.trust if j.trust else None
         res = write_file(compute_file(loaded, model, j.channels, j.normalize, pct, j.tile, CPU, j.precision,
                                       None, tm))

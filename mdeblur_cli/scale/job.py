@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import BarColumn, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from ..formats.slide import SlideOptions
 from ..restore.tiles import DEFAULT_TILE
 
 
@@ -38,6 +39,7 @@ class RestoreJob:
     cluster: str | None = None  # a Dask scheduler address, or 'local' (cluster.py); None: in this process
     workers: int | None = None  # --cluster local: worker processes
     threads_per_worker: int | None = None
+    slide: SlideOptions = field(default_factory=SlideOptions)  # whole slides: level, region, output pyramid
 
 
 class RateColumn(ProgressColumn):

@@ -7,6 +7,7 @@ work and where the pixels live differ.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.degrade import upscale_bicubic
 from ..restore.normalize import Normalization, choose, dtype_range
-from ..restore.tiles import Blend, Grid, Window, forward_windows, spans
+from ..restore.tiles import Blend, Grid, Window, forward_windows, network_input, spans
 
 STREAM_MIN_PIXELS = 4096 * 4096  # larger gray or RGB TIFFs restored to TIFF stream
 OUT_TILE = 256  # output TIFF tile side
@@ -48,22 +50,25 @@ def _read(arr, y0: int, y1: int, x0: int, x1: int, h: int, w: int) -> np.ndarray
 def stream_restore(
     arr, model: nn.Module, rgb: bool, norm: Normalization, tile: int, device: torch.device,
     dtype: torch.dtype = torch.float32, progress: Callable[[int, int], None] | None = None,
-    reopen: Callable[[], np.ndarray] | None = None,
+    reopen: Callable[[], np.ndarray] | None = None, skip: Callable[[Window], bool] | None = None,
+    start_row: int = 0,
 ) -> Iterator[np.ndarray]:
     """Yield the restored image's rows in order, as (rows, W*s[, 3]) blocks in the input's dtype.
 
     `arr` is (H, W) gray or (H, W, 3) RGB, any array that slices (a memmap); `norm` maps it to network units.
     The tile engine gets the windows one band of window rows at a time, and its Blend hands back each band's
     finished rows; `reopen` gives a fresh map for each band, so the pages of finished bands leave this process's
-    memory.
+    memory. `skip(window)` True: that window is upscaled by bicubic instead of the network (glass). With
+    `start_row`, only output rows from there on are made and yielded (resuming).
     """
     h, w = arr.shape[:2]
     s, grid = model.scale, Grid.of(model)
     hp, wp = grid.up(h), grid.up(w)
     rows, cols = spans(hp, tile, grid), spans(wp, tile, grid)
     lo, hi = dtype_range(arr.dtype)
-    wins = [Window(y0, y1, x0, x1) for y0, y1 in rows for x0, x1 in cols]
-    blend = Blend((0, hp * s, 0, wp * s), (hp, wp), wins, s, grid, gray=not rgb)
+    wins = [Window(y0, y1, x0, x1) for y0, y1 in rows for x0, x1 in cols if y1 * s > start_row]
+    rows = [r for r in rows if r[1] * s > start_row]
+    blend = Blend((start_row, hp * s, 0, wp * s), (hp, wp), wins, s, grid, gray=not rgb)
     def reader(band_arr) -> Callable[[Window], np.ndarray]:
         def read(win: Window) -> np.ndarray:
             x = norm.apply(_read(band_arr, win.y0, win.y1, win.x0, win.x1, h, w))
@@ -74,7 +79,11 @@ def stream_restore(
     for y0, _ in rows:
         band = [win for win in wins if win.y0 == y0]
         read = reader(reopen() if reopen is not None else arr)
-        for win, y in forward_windows(model, read, band, device, dtype, batch=1):
+        glass = [win for win in band if skip(win)] if skip is not None else []
+        work = [win for win in band if win not in glass]
+        bicubic = ((win, upscale_bicubic(torch.from_numpy(network_input(read(win)).transpose(2, 0, 1).copy()), s,
+                                         clip=False).permute(1, 2, 0)) for win in glass)
+        for win, y in itertools.chain(bicubic, forward_windows(model, read, work, device, dtype, batch=1)):
             for row, out in blend.add(win, y):
                 out = norm.invert(out)
                 if np.issubdtype(arr.dtype, np.integer):

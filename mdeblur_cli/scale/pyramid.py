@@ -1,0 +1,226 @@
+"""Pyramids written in bounded memory: a restored slide's rows go in top first; out come a tiled pyramidal
+OME-TIFF (SubIFDs, tiles of 512, each level half the one above by 2x2 means, down to about LAST_SIDE px) or a
+multiscale OME-Zarr (NGFF 0.4), chunk by chunk.
+
+Lower levels are made as level 0 streams past (`Halver`, a cascade that holds at most one odd row per level).
+For the OME-TIFF they wait in memory-mapped temporary files beside the output (a third of level 0 in all),
+because a TIFF's sub-resolutions follow level 0 in the file; for the OME-Zarr they are written as they come.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MdeblurError
+
+TILE = 512  # output tile and chunk side
+LAST_SIDE = 1024  # halve while the next level's longer side stays at least this
+
+
+def level_shapes(h: int, w: int) -> list[tuple[int, int]]:
+    """(H, W) of every level: level 0, then halves (rounded up) while the longer side stays >= LAST_SIDE."""
+    shapes = [(h, w)]
+    while max(shapes[-1]) // 2 >= LAST_SIDE:
+        ph, pw = shapes[-1]
+        shapes.append(((ph + 1) // 2, (pw + 1) // 2))
+    return shapes
+
+
+class Halver:
+    """Rows of one level in (any number per call, top first) -> rows of the next level out (2x2 means, rounded
+    for integers; an odd last row or column is paired with itself)."""
+
+    def __init__(self) -> None:
+        self.carry: np.ndarray | None = None
+
+    def add(self, rows: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.carry is not None:
+            rows = np.concatenate([self.carry, rows])
+            self.carry = None
+        if rows.shape[0] % 2:
+            if last:
+                rows = np.concatenate([rows, rows[-1:]])
+            else:
+                self.carry, rows = rows[-1:], rows[:-1]
+        if rows.shape[1] % 2:
+            rows = np.concatenate([rows, rows[:, -1:]], axis=1)
+        if rows.shape[0] == 0:
+            return rows[:, ::2]
+        f = rows.astype(np.float32)
+        out = (f[0::2, 0::2] + f[1::2, 0::2] + f[0::2, 1::2] + f[1::2, 1::2]) / 4
+        return np.rint(out).astype(rows.dtype) if rows.dtype.kind in "ui" else out.astype(rows.dtype)
+
+
+class Cascade:
+    """Level-0 rows in; each lower level's rows handed to `sinks[k - 1](rows)` as they are made."""
+
+    def __init__(self, n_levels: int, sinks: list[Callable[[np.ndarray], None]]) -> None:
+        self.halvers = [Halver() for _ in range(n_levels - 1)]
+        self.sinks = sinks
+
+    def add(self, rows: np.ndarray, last: bool = False) -> None:
+        for halver, sink in zip(self.halvers, self.sinks, strict=True):
+            rows = halver.add(rows, last)
+            if rows.shape[0]:
+                sink(rows)
+
+
+def _tiles(blocks: Iterator[np.ndarray], side: int = TILE) -> Iterator[np.ndarray]:
+    from .stream import tiles
+
+    return tiles(blocks, side)
+
+
+class MemmapLevel:
+    """A lower level waiting on disk: rows appended in order, read back in bands (each band from a fresh map,
+    so that the pages read leave this process's memory)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.shape, self.dtype, self.row = path, shape, np.dtype(dtype), 0
+        np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape).flush()
+
+    def __call__(self, rows: np.ndarray) -> None:
+        m = np.lib.format.open_memmap(self.path, mode="r+")
+        m[self.row : self.row + rows.shape[0]] = rows
+        m.flush()
+        del m
+        self.row += rows.shape[0]
+
+    def bands(self, height: int = TILE) -> Iterator[np.ndarray]:
+        for r in range(0, self.shape[0], height):
+            m = np.load(self.path, mmap_mode="r")
+            yield np.array(m[r : r + height])
+            del m
+
+
+def tiff_kwargs(mpp: tuple[float, float] | None, compression: str, quality: int) -> dict:
+    """Tile, compression and resolution tags (in cm, as tiffslide reads them) of every level's page."""
+    kw: dict = {"tile": (TILE, TILE), "photometric": "rgb"}
+    if compression == "jpeg":
+        kw.update(compression="jpeg", compressionargs={"level": quality})
+    elif compression != "none":
+        kw.update(compression=compression)
+    if mpp is not None:
+        kw.update(resolution=(1e4 / mpp[1], 1e4 / mpp[0]), resolutionunit="CENTIMETER")
+    return kw
+
+
+def write_ome_tiff(dst: Path, rows: Iterator[np.ndarray], shape: tuple[int, int, int], mpp: tuple[float, float] | None,
+                   compression: str = "zlib", quality: int = 90, description: str | None = None,
+                   name: str = "image") -> int:
+    """Level-0 rows (top first, uint8 (r, W, 3)) -> a pyramidal tiled OME-TIFF at `dst`; returns the levels."""
+    import tifffile
+
+    h, w, c = shape
+    shapes = level_shapes(h, w)
+    tmp = [dst.with_name(f".{dst.name}.level{k}.npy") for k in range(1, len(shapes))]
+    try:
+        levels = [MemmapLevel(p, (*s, c), np.uint8) for p, s in zip(tmp, shapes[1:], strict=True)]
+        cascade = Cascade(len(shapes), levels)
+
+        def tapped() -> Iterator[np.ndarray]:
+            done = 0
+            for block in rows:
+                done += block.shape[0]
+                cascade.add(block, last=done >= h)
+                yield block
+
+        meta = {"axes": "YXS", "Name": name}
+        if mpp is not None:
+            meta.update(PhysicalSizeX=mpp[1], PhysicalSizeY=mpp[0], PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")
+        if description:
+            meta["Description"] = description
+        with tifffile.TiffWriter(dst, bigtiff=True, ome=True) as tif:
+            tif.write(_tiles(tapped()), shape=shape, dtype=np.uint8, subifds=len(shapes) - 1, metadata=meta,
+                      **tiff_kwargs(mpp, compression, quality))
+            for k, level in enumerate(levels, start=1):
+                f = 2**k
+                lm = None if mpp is None else (mpp[0] * f, mpp[1] * f)
+                tif.write(_tiles(level.bands()), shape=level.shape, dtype=np.uint8, subfiletype=1, metadata=None,
+                          **tiff_kwargs(lm, compression, quality))
+    finally:
+        for p in tmp:
+            p.unlink(missing_ok=True)
+    return len(shapes)
+
+
+class ZarrPyramid:
+    """A multiscale OME-Zarr (NGFF 0.4, zarr format 2, axes c, y, x; RGB display metadata) written chunk row by
+    chunk row. `rows_done` (in the group's attributes) records how far level 0 got, for --resume; the lower
+    levels are made from level 0 once it is complete."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], mpp: tuple[float, float] | None, name: str,
+                 extra: dict | None = None, resume: bool = False) -> None:
+        import zarr
+
+        self.path, self.shape, self.mpp = path, shape, mpp
+        h, w, c = shape
+        self.shapes = level_shapes(h, w)
+        if resume and (path / ".zattrs").exists():
+            self.group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+            state = dict(self.group.attrs).get("mdeblur", {})
+            if state.get("shape") != list(shape) or state.get("levels") != len(self.shapes):
+                raise MdeblurError(f"{path}: --resume: the unfinished output was made for another image or region "
+                                   "(its shape differs); remove it or drop --resume")
+            self.rows_done = int(state.get("rows_done", 0))
+            return
+        self.group = zarr.open_group(str(path), mode="w", zarr_format=2)
+        for k, (lh, lw) in enumerate(self.shapes):
+            self.group.create_array(str(k), shape=(c, lh, lw), dtype=np.uint8, chunks=(c, TILE, TILE),
+                                    fill_value=0)
+        unit = {"unit": "micrometer"} if mpp else {}
+        self.group.attrs["multiscales"] = [{
+            "version": "0.4", "name": name,
+            "axes": [{"name": "c", "type": "channel"}, {"name": "y", "type": "space", **unit},
+                     {"name": "x", "type": "space", **unit}],
+            "datasets": [{"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [
+                1.0, (mpp[0] if mpp else 1.0) * 2**k, (mpp[1] if mpp else 1.0) * 2**k]}]}
+                for k in range(len(self.shapes))]}]
+        self.group.attrs["omero"] = {"rdefs": {"model": "color"}, "channels": [
+            {"label": n, "color": col, "active": True, "window": {"min": 0, "max": 255, "start": 0, "end": 255}}
+            for n, col in zip(("red", "green", "blue"), ("FF0000", "00FF00", "0000FF"), strict=False)][:c]}
+        self.group.attrs["mdeblur"] = {"shape": list(shape), "levels": len(self.shapes), "rows_done": 0,
+                                       "complete": False, **(extra or {})}
+        self.rows_done = 0
+
+    def _state(self, **kw) -> None:
+        self.group.attrs["mdeblur"] = {**dict(self.group.attrs)["mdeblur"], **kw}
+
+    def write_rows(self, rows: Iterator[np.ndarray], start: int = 0) -> None:
+        """Level-0 rows from row `start` on (top first); written in bands of whole chunk rows."""
+        a = self.group["0"]
+        h = self.shape[0]
+        pending, r0 = [], start
+        for block in rows:
+            pending.append(block)
+            have = sum(b.shape[0] for b in pending)
+            if have >= TILE or r0 + have >= h:
+                band = np.concatenate(pending)
+                n = (band.shape[0] // TILE) * TILE if r0 + band.shape[0] < h else band.shape[0]
+                a[:, r0 : r0 + n, :] = np.moveaxis(band[:n], 2, 0)
+                r0 += n
+                pending = [band[n:]] if n < band.shape[0] else []
+                self._state(rows_done=r0)
+
+    def finish(self, extra: dict | None = None) -> None:
+        """The lower levels, each from the one above in bands of chunk rows; then mark the store complete."""
+        for k in range(1, len(self.shapes)):
+            src, dst = self.group[str(k - 1)], self.group[str(k)]
+            halver, out_row = Halver(), 0
+            for r in range(0, src.shape[1], 2 * TILE):
+                rows = np.moveaxis(np.asarray(src[:, r : r + 2 * TILE, :]), 0, 2)
+                half = halver.add(rows, last=r + 2 * TILE >= src.shape[1])
+                dst[:, out_row : out_row + half.shape[0], :] = np.moveaxis(half, 2, 0)
+                out_row += half.shape[0]
+        self._state(complete=True, **(extra or {}))
+
+
+def estimate_bytes(h: int, w: int, compression: str) -> int:
+    """A conservative size on disk of the output pyramid (level 0 is 3/4 of it): lossless codecs on histology
+    are assumed to save nothing, JPEG to reach 1/8."""
+    raw = h * w * 3 * 4 / 3
+    return int(math.ceil(raw / (8 if compression == "jpeg" else 1)))
