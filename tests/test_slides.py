@@ -218,3 +218,20 @@ def test_info_lists_levels_pixel_size_vendor_and_compression(tmp_path):
     d = json.loads(res.output)
     assert d["vendor"] == "aperio" and d["compression"] == "JPEG" and d["objective_power"] == 20
     assert [lv["width"] for lv in d["levels"]] == [560, 140, 35] and d["mpp"] == [0.499, 0.499]
+
+
+def test_a_slide_over_a_local_cluster_equals_the_in_process_pyramid(tmp_path, tiny_weights, small_pyramids):
+    """RGB on the Dask plane route: window tasks (glass by bicubic) and chunk tasks, then the lower levels;
+    within 1 LSB of the in-process OME-Zarr (a worker runs torch on one thread)."""
+    import zarr
+
+    src = _slide(tmp_path, "svs", 400, 560, glass=0.4)
+    for dst, extra in (("here.ome.zarr", []), ("dask.ome.zarr", ["--cluster", "local", "--workers", "2"])):
+        res = runner.invoke(app, ["restore", str(src), "-o", str(tmp_path / dst), "--weights", str(tiny_weights),
+                                  "--tile", "64", *extra])
+        assert res.exit_code == 0, res.output
+    assert "glass (bicubic)" in res.output and "one plane over the cluster" in res.output
+    a, b = (zarr.open_group(str(tmp_path / d), mode="r") for d in ("here.ome.zarr", "dask.ome.zarr"))
+    assert len(a.attrs["multiscales"][0]["datasets"]) == len(b.attrs["multiscales"][0]["datasets"]) >= 2
+    for k in ("0", "1"):
+        assert np.abs(np.asarray(a[k][:]).astype(int) - np.asarray(b[k][:])).max() <= 1

@@ -99,7 +99,9 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
     from ..restore.files import compute_file, load_file, write_file
     from .job import RestoreJob
 
-    j = RestoreJob(**job)
+    from ..formats.slide import SlideOptions
+
+    j = RestoreJob(**{**job, "slide": SlideOptions(**job["slide"]) if isinstance(job.get("slide"), dict) else job.get("slide")})
     threads = int(os.environ.get("MDEBLUR_WORKER_THREADS", "0"))
     if threads:
         torch.set_num_threads(threads)
@@ -159,14 +161,19 @@ def run(job, plan: list[tuple[Path, Path]], console, records: list, skipped: int
                 def step(total: int) -> None:
                     progress.update(task, total=total, advance=1)
 
+                from ..formats.slide import is_slide
+
+                slide = job.slide if is_slide(src) else None
                 atomic_write(dst, lambda tmp: info.update(restore_plane_distributed(
-                    client, src, tmp, job.weights, job.tile, job.normalize, job.percentiles, step)))
+                    client, src, tmp, job.weights, job.tile, job.normalize, job.percentiles, step, slide)))
             n = info["norm"]
             w, c = info["windows"], info["chunks"]
-            console.print(f"{src} -> {dst} (one plane over the cluster: {w} window{'s' * (w != 1)}, {c} "
+            glass = f", {info['glass']} of them glass (bicubic)" if info["rgb"] else ""
+            console.print(f"{src} -> {dst} (one plane over the cluster: {w} window{'s' * (w != 1)}{glass}, {c} "
                           f"chunk{'s' * (c != 1)}; intensities: {n.mode} [{n.lo:.6g}, {n.hi:.6g}] -> [0, 1], inverted after)",
                           highlight=False, soft_wrap=True, markup=False)
-            records.append({"input": str(src), "output": str(dst), "channels": ["gray"], "distributed": "one plane"})
+            records.append({"input": str(src), "output": str(dst), "channels": ["rgb" if info["rgb"] else "gray"],
+                            "distributed": "one plane"})
         else:
             with Progress(*PROGRESS_COLUMNS, console=console, transient=True) as progress:
                 task = progress.add_task("images", total=len(plan))

@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import MdeblurError
 from ..formats.slide import Slide, SlideOptions, check_tiles, open_slide, window
 from ..restore.normalize import choose
-from ..restore.tiles import Grid, Window, spans
+from ..restore.tiles import Grid, Window, windows
 from . import pyramid
 from .stream import stream_restore
 
@@ -109,6 +109,27 @@ def glass_windows(mask: np.ndarray, per: float, margin: int):
     return skip
 
 
+def glass_flags(p: SlidePlan, wins: list[Window], grid: Grid) -> list[bool]:
+    """Per window (region px): True where it holds only glass."""
+    mask, per = tissue_mask(p)
+    is_glass = glass_windows(mask, per, margin=2 * grid.context)
+    return [is_glass(win) for win in wins]
+
+
+def describe(p: SlidePlan, wins: list[Window], glass: list[bool]) -> dict:
+    """What the output's metadata says of its making: the source, level and region, and which windows were
+    glass (a bit per window, in the order of `window_boxes`, packed and base64-encoded)."""
+    y0, y1, x0, x1 = p.box
+    return {"made_by": "mdeblur restore", "source": Path(p.slide.path).name, "level": p.level,
+            "region": [x0, y0, x1 - x0, y1 - y0], "vendor": p.slide.vendor, "objective_power": p.slide.objective,
+            "source_mpp": list(p.mpp) if p.mpp else None, "source_description": p.slide.description,
+            "glass": {"rule": "Otsu on HSV saturation of a low level; windows without tissue upscaled by bicubic",
+                      "window_boxes": "x0,y0,x1,y1 of each window (input px of the region), raster order",
+                      "windows": len(wins), "skipped_count": int(sum(glass)),
+                      "skipped": base64.b64encode(np.packbits(np.array(glass, bool)).tobytes()).decode(),
+                      "boxes": base64.b64encode(np.array([[w.x0, w.y0, w.x1, w.y1] for w in wins], "<u4").tobytes()).decode()}}
+
+
 def restore_slide(p: SlidePlan, dst: Path, net: nn.Module, opts: SlideOptions, tile: int, device: torch.device,
                   dtype: torch.dtype, progress=None) -> dict:
     """Restore the plan's region into `dst` (.ome.tif/.tif: pyramidal OME-TIFF, written atomically by the
@@ -119,23 +140,15 @@ def restore_slide(p: SlidePlan, dst: Path, net: nn.Module, opts: SlideOptions, t
     norm = choose(np.zeros((1, 1, 3), np.uint8), "range")  # 8-bit RGB: the full range, as restore does
     s, grid = net.scale, Grid.of(net)
     h, w = region.shape[:2]
-    rows, cols = spans(grid.up(h), tile, grid), spans(grid.up(w), tile, grid)
-    glass = np.zeros((len(rows), len(cols)), bool)
-    if opts.skip_background:
-        mask, per = tissue_mask(p)
-        is_glass = glass_windows(mask, per, margin=2 * grid.context)
-        glass = np.array([[is_glass(Window(y0, y1, x0, x1)) for x0, x1 in cols] for y0, y1 in rows], bool)
-    where = {(y0, x0): glass[i, j] for i, (y0, _) in enumerate(rows) for j, (x0, _) in enumerate(cols)}
-    skip = (lambda win: where[(win.y0, win.x0)]) if glass.any() else None  # noqa: E731
+    wins = list(windows(grid.up(h), grid.up(w), tile, grid))
+    flags = glass_flags(p, wins, grid) if opts.skip_background else [False] * len(wins)
+    where = dict(zip(wins, flags, strict=True))
+    skip = (lambda win: where[win]) if any(flags) else None  # noqa: E731
+    glass = np.array(flags, bool)
     out_mpp = None if p.mpp is None else (p.mpp[0] / s, p.mpp[1] / s)
     name = Path(p.slide.path).name
-    source = {"made_by": "mdeblur restore", "source": name, "level": p.level, "region": [p.box[2], p.box[0], w, h],
-              "vendor": p.slide.vendor, "objective_power": p.slide.objective,
-              "source_mpp": list(p.mpp) if p.mpp else None, "source_description": p.slide.description,
-              "glass": {"rule": "Otsu on HSV saturation of a low level; windows without tissue upscaled by bicubic",
-                        "window_rows": [list(r) for r in rows], "window_cols": [list(c) for c in cols],
-                        "skipped": base64.b64encode(np.packbits(glass).tobytes()).decode(),
-                        "skipped_count": int(glass.sum()), "windows": int(glass.size)}}
+    source = describe(p, wins, flags)
+
     def prog(done: int, n: int) -> None:
         if progress is not None:
             progress(done, n, int(glass.sum()))

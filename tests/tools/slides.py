@@ -96,3 +96,38 @@ def damage_tile(path: Path, level_page: int = 0, tile: int = 0, how: str = "trun
         else:
             f.seek(tag_off + tile * (8 if big else 4))
             f.write(int(size + 1000).to_bytes(8 if big else 4, "little"))
+
+
+def big_svs(path: Path, h: int, w: int, glass: float = 0.5, tile: int = 256, quality: int = 85,
+            mpp: float = 0.499, factors=(1, 4, 16, 64)) -> Path:
+    """An SVS-like slide of any size written tile by tile (bounded memory): stained tissue on the left, glass
+    on the right `glass` share of the columns; levels as in `svs_like`."""
+    import cv2
+    import tifffile
+
+    block = tissue_block(1024)
+    noise = np.clip(238 + np.random.default_rng(1).normal(0, 1.5, (tile, tile, 1)), 0, 255).astype(np.uint8)
+
+    def tiles(f: int):
+        b = block if f == 1 else cv2.resize(block, (block.shape[1] // f, block.shape[0] // f), interpolation=cv2.INTER_AREA)
+        lh, lw, cut = h // f, w // f, int(round(w * (1 - glass))) // f
+        for y in range(0, lh, tile):
+            for x in range(0, lw, tile):
+                ys, xs = np.arange(y, y + tile) % b.shape[0], np.arange(x, x + tile) % b.shape[1]
+                t = b[ys][:, xs].copy()
+                cols = np.arange(x, x + tile) >= cut
+                t[:, cols] = np.broadcast_to(noise, t.shape)[:, cols]
+                yield t
+
+    desc = (f"Aperio Image Library v12.0.15\n{w}x{h} [0,0 {w}x{h}] ({tile}x{tile}) JPEG/RGB Q={quality}"
+            f"|AppMag = 20|MPP = {mpp}|ScannerType = test")
+    kw = dict(photometric="rgb", metadata=None, compression="jpeg", compressionargs={"level": quality})
+    with tifffile.TiffWriter(path, bigtiff=True) as t:
+        t.write(tiles(1), shape=(h, w, 3), dtype=np.uint8, tile=(tile, tile), description=desc, **kw)
+        thumb = max(1, max(h, w) // 512)
+        t.write(cv2.resize(block, (512 * w // max(h, w), 512 * h // max(h, w))), description=desc, **kw)
+        del thumb
+        for f in factors[1:]:
+            if max(h, w) // f >= tile:
+                t.write(tiles(f), shape=(h // f, w // f, 3), dtype=np.uint8, tile=(tile, tile), description=desc, **kw)
+    return path
