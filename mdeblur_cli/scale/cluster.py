@@ -96,10 +96,9 @@ def restore_one(src: str, dst: str, job: dict) -> dict:
     import torch
 
     from ..device import CPU
+    from ..formats.slide import SlideOptions
     from ..restore.files import compute_file, load_file, write_file
     from .job import RestoreJob
-
-    from ..formats.slide import SlideOptions
 
     j = RestoreJob(**{**job, "slide": SlideOptions(**job["slide"]) if isinstance(job.get("slide"), dict) else job.get("slide")})
     threads = int(os.environ.get("MDEBLUR_WORKER_THREADS", "0"))

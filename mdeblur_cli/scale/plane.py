@@ -151,7 +151,6 @@ def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: 
     chunk = CHUNK
     store = sl = None
     if slide_opts is not None:  # a whole slide: its level's RGB, glass windows by bicubic, a multiscale pyramid
-        from ..formats.slide import open_slide
         from .pyramid import ZarrPyramid
         from .slide import describe, glass_flags, plan
 
