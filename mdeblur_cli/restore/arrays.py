@@ -251,9 +251,12 @@ def restore_array(
     array: np.ndarray, model: LoadedModel, tile: int = DEFAULT_TILE, device: torch.device | str = "cpu",
     precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
     normalize: str = "auto", percentiles: tuple[float, float] | None = None,
-    axes: str | None = None, channels: str = "auto", alpha: bool = False,
-) -> np.ndarray:
+    axes: str | None = None, channels: str = "auto", alpha: bool = False, trust: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray, dict]:
     """Restore an array of any supported dtype; returns the same dtype and axes, Y and X times the scale.
+    With `trust`, returns (restored, trust map, summary): the map is the predicted error's standard deviation
+    in the output's units, with the output's shape (float32), and the summary the image's verdict (median
+    predicted error, doubtful share, suspect), as `mdeblur restore --trust` writes them.
 
     `axes` names the dimensions (YX, YXS, CYX, ZYX, TZCYX, ...; default YX for 2-D and YXS for (H, W, C): colour
     samples, as in an image file; a C axis means fluorescence channels, restored independently under auto).
@@ -270,5 +273,12 @@ def restore_array(
             raise ValueError(f"give axes= (such as ZYX or CYX) for an array of shape {array.shape}; "
                              "without it only (H, W) and (H, W, C) with C <= 4 are understood")
         axes = "YX" if array.ndim == 2 else "YXS"
-    return restore_stack(array, axes, model, channels=channels, alpha=alpha, tile=tile, device=device,
-                         precision=precision, progress=progress, normalize=normalize, percentiles=percentiles)
+    req = TrustRequest(model.trust) if trust else None
+    out = restore_stack(array, axes, model, channels=channels, alpha=alpha, tile=tile, device=device,
+                        precision=precision, progress=progress, normalize=normalize, percentiles=percentiles,
+                        trust=req)
+    if req is None:
+        return out
+    from .trust import combine
+
+    return out, req.maps[0], combine(req.summaries, req.maps)
