@@ -112,7 +112,7 @@ def glass_windows(mask: np.ndarray, per: float, margin: int):
 def glass_flags(p: SlidePlan, wins: list[Window], grid: Grid) -> list[bool]:
     """Per window (region px): True where it holds only glass."""
     mask, per = tissue_mask(p)
-    is_glass = glass_windows(mask, per, margin=2 * grid.context)
+    is_glass = glass_windows(mask, per, margin=int(np.ceil(per)) + 8)  # a window already holds its context
     return [is_glass(win) for win in wins]
 
 
