@@ -163,3 +163,16 @@ def test_bad_adapt_inputs_are_one_line_and_exit_2(tmp_path, tiny_weights, case):
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error:") and len(res.output.strip().splitlines()) <= 2, res.output
     assert not (tmp_path / "run" / "report.json").exists()
+
+
+def test_objectives_that_do_not_parse_or_do_not_make_x2_are_one_line_and_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from mdeblur_cli.cli import app
+
+    for args, want in ((["--objective-lr", "5x"], "give MAGNIFICATION/NA"),
+                       (["--objective-lr", "5x/0.12", "--objective-hr", "20x/0.4"], "twice the blurry one's")):
+        out = tmp_path / f"run{len(args)}"
+        res = CliRunner().invoke(app, ["adapt", "--specimens", "plant", "--out", str(out), "--minutes", "1", *args])
+        assert res.exit_code == 2, res.output
+        assert want in res.output and len([ln for ln in res.output.splitlines() if ln.strip()]) == 1

@@ -191,9 +191,12 @@ def adapt(
     if out is None:
         raise MdeblurError("adapt needs --out RUN (or --resume RUN)")
     dz, photons = parse_range_and_noise(defocus, noise)
-    spec = AdaptSpec(out=str(out), infocus=None if infocus is None else str(infocus), specimens=specimens,
-                     psf=None if psf is None else str(psf), psf_pixel_um=psf_pixel_size, objective_lr=objective_lr,
+    def absolute(p: Path | None) -> str | None:  # adapt.json must let --resume work from any folder
+        return None if p is None else str(Path(p).resolve())
+
+    spec = AdaptSpec(out=str(out), infocus=absolute(infocus), specimens=specimens,
+                     psf=absolute(psf), psf_pixel_um=psf_pixel_size, objective_lr=objective_lr,
                      objective_hr=objective_hr, camera_pixel_um=camera_pixel, defocus_um=dz, photons=photons,
-                     read_sigma=read_noise, like=None if like is None else str(like), minutes=minutes, init=init,
+                     read_sigma=read_noise, like=absolute(like), minutes=minutes, init=init,
                      device=device, seed=seed)
     run_adapt(spec, console)

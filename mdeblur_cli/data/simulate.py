@@ -54,9 +54,17 @@ OBJ_X10 = Objective(10, 0.25)
 
 
 def parse_objective(spec: str, camera_pixel_um: float = 6.5) -> Objective:
-    """'5x/0.12' -> Objective(5, 0.12)."""
-    mag, _, na = spec.lower().partition("/")
-    return Objective(float(mag.rstrip("x")), float(na), camera_pixel_um)
+    """'5x/0.12' -> Objective(5, 0.12); anything else is one MdeblurError."""
+    from ..errors import MdeblurError
+
+    mag, _, na = spec.strip().lower().partition("/")
+    try:
+        m, a = float(mag.rstrip("x")), float(na)
+    except ValueError:
+        raise MdeblurError(f"objective {spec!r}: give MAGNIFICATION/NA, such as 5x/0.12 or 10x/0.25") from None
+    if m <= 0 or not 0 < a <= 1.7:
+        raise MdeblurError(f"objective {spec!r}: the magnification must be > 0 and the NA in (0, 1.7]")
+    return Objective(m, a, camera_pixel_um)
 
 
 def geometric_radius_um(dz_um: float, na: float, n: float = 1.0) -> float:

@@ -112,6 +112,10 @@ def forward_model(spec: AdaptSpec, say=print):
     sim = SimulationSpec(parse_objective(spec.objective_lr, spec.camera_pixel_um),
                          parse_objective(spec.objective_hr, spec.camera_pixel_um), tuple(spec.defocus_um),
                          spec.photons, spec.read_sigma)
+    lr, hr = sim.objective_lr.magnification, sim.objective_hr.magnification
+    if abs(hr / lr - 2) > 1e-6:
+        raise MdeblurError(f"--objective-hr {spec.objective_hr}: mdeblur restores x2, so the sharp objective must "
+                           f"have twice the blurry one's magnification ({2 * lr:g}x for {lr:g}x)")
     psf = None
     if spec.psf is not None:
         from ..data.psf import read_psf
@@ -208,6 +212,11 @@ def adapt(spec: AdaptSpec, console=None, resume: bool = False) -> dict:
     before = rep.baselines(fm, specimens, held, spec, split_rows, device, say)  # bicubic, RL, the starting model (timed)
     seconds["baselines"] = time.time() - t0 - seconds["simulate"]
     deadline = t0 + budget - rep.report_seconds(before, budget)
+    if deadline - time.time() <= 10 and not (run / "fit" / "done").is_file():
+        used = (time.time() - t0) / 60
+        raise MdeblurError(f"--minutes {spec.minutes:g}: simulating the pairs and measuring the baselines took "
+                           f"{used:.1f} min, which leaves no time to fit (and the report needs some); give a larger "
+                           f"--minutes, at least {max(3, round(3 * used))}")
     say(f"fitting {spec.init} for {max(0, deadline - time.time()) / 60:.1f} min of the {spec.minutes:g}-minute budget")
     _save_spent(run, spec, t0)
     t_fit = time.time()
