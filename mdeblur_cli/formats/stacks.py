@@ -38,8 +38,9 @@ def read_series(path: str | Path, axes: str | None = None, max_pixels: int | Non
         if path.stat().st_size == 0:
             raise MdeblurError(f"{path}: empty file")
         if ext not in STACK_EXT - ZARR_EXT:
-            raise MdeblurError(f"{path}: unsupported file type {ext or '(none)'} "
-                               f"(use {', '.join(sorted(STACK_EXT))})")
+            raise MdeblurError(f"{path}: unsupported file type {ext or '(none)'} (use "
+                               f"{', '.join(sorted(STACK_EXT - {'.zarr'}))}, .ome.tif, .ome.tiff, .ome.zarr; whole "
+                               "slides .svs, .ndpi, .scn, .bif)")
         reader = _read_tiff if ext in TIFF_EXT else _read_bio if ext in BIO_EXT else _read_raster
         series = reader(path, max_pixels)
     for s in series:
