@@ -26,7 +26,7 @@ def test_restore_layer_equals_restore_array_and_overlays_the_original(viewer, ti
     (data, kw, kind), = restore_layer(layer, weights=str(tiny_weights), tile=64)
     assert kind == "image" and kw["name"] == "cells_x2"
     np.testing.assert_array_equal(data, restore_array(layer.data, load_model(tiny_weights), tile=64))
-    assert kw["scale"] == [0.25, 0.2] and kw["translate"] == [10.0 - 0.125, 20.0 - 0.1]
+    assert kw["scale"] == [0.25, 0.2] and kw["translate"] == pytest.approx([10.0 - 0.125, 20.0 - 0.1])
     assert kw["metadata"]["objective"] == "20x" and kw["metadata"]["mdeblur"]["source_layer"] == "cells"
     assert kw["colormap"] == "green"
     out = viewer.add_image(data, **kw)
@@ -65,6 +65,27 @@ def test_a_stack_restores_plane_by_plane_with_progress_over_planes(viewer, tiny_
     assert sorted({p for p, n, *_ in seen}) == [0, 1, 2] and all(n == 3 for _, n, *_ in seen)
 
 
+def test_a_rotated_layer_is_overlaid_through_its_transform(viewer, tiny_weights):
+    layer = viewer.add_image(_gray(3, (24, 32)), name="r", scale=(0.5, 0.7), translate=(3.0, -2.0), rotate=30)
+    (data, kw, _), = restore_layer(layer, weights=str(tiny_weights))
+    out = viewer.add_image(data, **kw)
+    for y, x in ((0, 0), (5, 7), (23, 31)):
+        centre = np.array(layer.data_to_world((y, x)))
+        quad = np.mean([out.data_to_world((2 * y + dy, 2 * x + dx)) for dy in (0, 1) for dx in (0, 1)], axis=0)
+        np.testing.assert_allclose(quad, centre, atol=1e-9)
+
+
+def test_the_reader_gives_micrometres_whatever_the_files_unit(tmp_path):
+    import tifffile
+
+    from mdeblur_cli.napari_plugin.io import get_reader
+
+    tifffile.imwrite(tmp_path / "nm.ome.tif", _gray(4, (16, 16)), metadata={
+        "axes": "YX", "PhysicalSizeX": 130, "PhysicalSizeY": 130, "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm"})
+    (_, kw, _), = get_reader(str(tmp_path / "nm.ome.tif"))(str(tmp_path / "nm.ome.tif"))
+    assert kw["scale"] == pytest.approx([0.13, 0.13])
+
+
 def test_controller_adds_layers_cancel_adds_none_and_bad_weights_notify(viewer, tiny_weights, tmp_path, monkeypatch):
     from mdeblur_cli.napari_plugin.widget import Cancelled, RestoreController
 
@@ -75,6 +96,7 @@ def test_controller_adds_layers_cancel_adds_none_and_bad_weights_notify(viewer, 
     assert [lyr.name for lyr in viewer.layers] == ["a", "a_x2"] and added[0].scale[0] == pytest.approx(0.5)
     shown = []
     monkeypatch.setattr("napari.utils.notifications.show_error", lambda msg: shown.append(msg))
+    monkeypatch.setattr("napari.utils.notifications.show_info", lambda msg: shown.append(msg))
     ctl.cancel_event.set()
     monkeypatch.setattr(ctl.cancel_event, "clear", lambda: None)  # the user pressed Cancel during the run
     with pytest.raises(Cancelled) as exc:

@@ -7,8 +7,10 @@ widget (widget.py), and a reader, a writer and sample data (io.py), declared in 
 returns napari LayerDataTuples: the restored layer, then the trust layer if asked. The restored data equal
 `mdeblur_cli.restore_array` on the layer's data with the same options: a 2-D plane (gray, or RGB with
 `layer.rgb`) directly, a stack (any leading axes: T, Z, C split into layers...) plane by plane. The restored
-layer's scale is halved on Y and X and its translate moved by a quarter of an original pixel, so that it
-overlays the original exactly; it keeps the original's metadata and colormap. The trust layer is the
+layer's scale is halved on Y and X and its translate moved by a quarter of an original pixel (through the
+layer's rotation, shear and affine, which it keeps), so that it overlays the original exactly; it keeps the
+original's metadata and colormap. A multiscale (whole-slide) layer is refused above MULTISCALE_LIMIT samples:
+`mdeblur restore` streams slides. The trust layer is the
 predicted error's standard deviation in the image's intensity units, one value per pixel (for RGB the
 channels' maps are equal, since the head predicts the error of the channel mean: the first is taken), shown
 with a colormap at half opacity; the verdict (suspect, doubtful share, median predicted error) is in both
@@ -25,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 TRUST_COLORMAP = "inferno"
+MULTISCALE_LIMIT = 64 * 2**20  # samples of a multiscale layer's level 0 restored in memory; beyond: the CLI streams
 
 
 def _planes(layer) -> tuple[np.ndarray, bool, int]:
@@ -32,6 +35,10 @@ def _planes(layer) -> tuple[np.ndarray, bool, int]:
     data = layer.data
     if getattr(layer, "multiscale", False):
         data = data[0]
+        if int(np.prod(data.shape)) > MULTISCALE_LIMIT:
+            raise ValueError(f"layer {layer.name!r} is a multiscale (whole-slide) layer of {data.shape[1]} x "
+                             f"{data.shape[0]} px at full resolution: restore the file with `mdeblur restore SLIDE "
+                             "-o out.ome.tif` (streamed, glass skipped), or a --region of it")
     data = np.asarray(data)
     rgb = bool(getattr(layer, "rgb", False))
     lead = data.ndim - (3 if rgb else 2)
@@ -40,14 +47,27 @@ def _planes(layer) -> tuple[np.ndarray, bool, int]:
     return data, rgb, lead
 
 
-def _halved(layer, lead: int) -> tuple[list[float], list[float]]:
-    """Scale halved on Y and X, translate moved by a quarter of an original pixel (pixel centres line up)."""
+def _halved(layer, lead: int) -> dict:
+    """Scale halved on Y and X and the origin moved to where the original's data point (.., -1/4, -1/4) lands, so
+    that pixel centres line up under the layer's rotation, shear and affine too (which are kept)."""
     scale = [float(v) for v in layer.scale]
     translate = [float(v) for v in layer.translate]
+    kw: dict = {}
+    rotate, shear = getattr(layer, "rotate", None), getattr(layer, "shear", None)
+    if rotate is not None:
+        from napari.utils.transforms import Affine
+
+        corner = [0.0] * len(scale)
+        corner[-2] = corner[-1] = -0.25
+        translate = [float(v) for v in Affine(scale=scale, translate=translate, rotate=rotate, shear=shear)(corner)]
+        kw = {"rotate": np.asarray(rotate), "shear": np.asarray(shear),
+              "affine": np.asarray(layer.affine.affine_matrix)}
+    else:
+        for ax in (-2, -1):
+            translate[ax] -= 0.25 * scale[ax]
     for ax in (-2, -1):
-        translate[ax] -= 0.25 * scale[ax]
         scale[ax] /= 2
-    return scale, translate
+    return {"scale": scale, "translate": translate, **kw}
 
 
 def restore_layer(layer, weights: str = "mdeblurgan-x2", trust: bool = False, normalize: str = "auto",
@@ -79,14 +99,14 @@ def restore_layer(layer, weights: str = "mdeblurgan-x2", trust: bool = False, no
         if trust:
             maps[idx] = sd[..., 0] if sd.ndim == 3 else sd
             summaries.append(summary)
-    scale, translate = _halved(layer, lead)
+    place = _halved(layer, lead)
     info = {"source_layer": layer.name, "weights": str(weights), "scale": model.scale, "normalize": normalize}
     if trust:
         verdict = combine(summaries, [maps])
         info["trust"] = {k: verdict[k] for k in ("median_error", "doubtful_share", "suspect", "map", "planes",
                                                  "suspect_planes")}
     meta = {**dict(getattr(layer, "metadata", {}) or {}), "mdeblur": info}
-    kw = {"name": f"{layer.name}_x2", "scale": scale, "translate": translate, "metadata": meta, "rgb": rgb}
+    kw = {"name": f"{layer.name}_x2", **place, "metadata": meta, "rgb": rgb}
     if not rgb:
         cmap = getattr(getattr(layer, "colormap", None), "name", None)
         if cmap:
@@ -95,7 +115,7 @@ def restore_layer(layer, weights: str = "mdeblurgan-x2", trust: bool = False, no
             kw["contrast_limits"] = list(layer.contrast_limits)  # the output keeps the input's intensity units
     layers = [(out, kw, "image")]
     if trust:
-        layers.append((maps, {"name": f"{layer.name}_x2_trust", "scale": scale, "translate": translate,
+        layers.append((maps, {"name": f"{layer.name}_x2_trust", **place,
                               "colormap": TRUST_COLORMAP, "opacity": 0.5, "blending": "additive",
                               "metadata": {"mdeblur": info, "units": "predicted error SD, the image's intensity units"}},
                        "image"))

@@ -54,9 +54,11 @@ def _layer(s, path: Path, i: int) -> tuple:
     spatial = [a for a in axes if a not in "CS"]
     scale = [1.0] * len(spatial)
     if size:
-        scale[spatial.index("Y")], scale[spatial.index("X")] = size[0], size[1]
+        f = _to_um(size[2])
+        scale[spatial.index("Y")], scale[spatial.index("X")] = size[0] * f, size[1] * f
+        kw["metadata"]["pixel_size_um"] = [size[0] * f, size[1] * f] if f != 1.0 or size[2] in ("µm", "um") else None
     if z and "Z" in spatial:
-        scale[spatial.index("Z")] = z[0]
+        scale[spatial.index("Z")] = z[0] * _to_um(z[1])
     kw["scale"] = scale
     if "C" in axes and not rgb:
         kw["channel_axis"] = axes.index("C")
@@ -68,13 +70,22 @@ def _layer(s, path: Path, i: int) -> tuple:
     return data, kw, "image"
 
 
+def _to_um(unit: str) -> float:
+    """Factor from `unit` to µm (1 for units that are not lengths, such as pixels): layers of files in
+    different units line up."""
+    from ..formats.series import UNIT_CM
+
+    return UNIT_CM[unit] / UNIT_CM["µm"] if unit in UNIT_CM else 1.0
+
+
 def _channels(s) -> list[dict]:
     ch = s.meta.ome.get("Pixels", {}).get("Channel", [])
     return ch if isinstance(ch, list) else [ch]
 
 
 def write_image(path: str, data, meta: dict) -> list[str]:
-    """npe2 writer: an image layer to OME-TIFF, its scale on Y and X (and Z) as the physical pixel size in µm."""
+    """npe2 writer: an image layer to OME-TIFF, its scale on Y and X (and Z) as the physical pixel size in µm (a
+scale of 1 writes none). OME-TIFF has no place for a layer's translate: it is not kept."""
     from ..formats.series import Meta, Series
     from ..formats.stacks import write_series
 
@@ -82,11 +93,13 @@ def write_image(path: str, data, meta: dict) -> list[str]:
     rgb = bool(meta.get("rgb"))
     lead = data.ndim - (3 if rgb else 2)
     axes = LEAD_AXES.get(lead, "Q" * lead) + ("YXS" if rgb else "YX")
-    scale = list(meta.get("scale") or [1.0] * (data.ndim - int(rgb)))
-    pixels = {"PhysicalSizeY": float(scale[-2]), "PhysicalSizeX": float(scale[-1]), "PhysicalSizeYUnit": "µm",
-              "PhysicalSizeXUnit": "µm"}
-    if "Z" in axes:
-        pixels.update(PhysicalSizeZ=float(scale[axes.index("Z")]), PhysicalSizeZUnit="µm")
+    scale = [float(v) for v in (meta.get("scale") or [1.0] * (data.ndim - int(rgb)))]
+    pixels: dict = {}
+    if scale[-2:] != [1.0, 1.0]:  # a layer of scale 1 is taken as uncalibrated: no pixel size is invented
+        pixels = {"PhysicalSizeY": scale[-2], "PhysicalSizeX": scale[-1], "PhysicalSizeYUnit": "µm",
+                  "PhysicalSizeXUnit": "µm"}
+    if "Z" in axes and scale[axes.index("Z")] != 1.0:
+        pixels.update(PhysicalSizeZ=scale[axes.index("Z")], PhysicalSizeZUnit="µm")
     series = Series(data, axes, Meta(kind="ome", rgb=rgb, ome={"Name": str(meta.get("name", "image")), "Pixels": pixels},
                                      description=None))
     write_series(Path(path), [series])
@@ -99,6 +112,8 @@ def _sample(name: str) -> list[tuple]:
     ref = resources.files(__package__) / "samples" / f"{name}_blurry_lr.png"
     with resources.as_file(ref) as p:
         img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img.ndim == 3 and (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all():
+        img = np.ascontiguousarray(img[..., 0])  # a gray image stored as RGB
     rgb = img.ndim == 3
     if rgb:
         img = np.ascontiguousarray(img[..., ::-1])

@@ -60,7 +60,11 @@ class RestoreController:
         from ..errors import MdeblurError
 
         if isinstance(exc, Cancelled):
+            from napari.utils.notifications import show_info
+
             line = "mdeblur: restore cancelled; no layer added"
+            show_info(line)
+            return line
         elif isinstance(exc, MdeblurError | ValueError | OSError):
             line = f"mdeblur: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         else:
@@ -129,27 +133,32 @@ class RestoreWidget(_qt_widget_base()):
 
         layer = self.layer.value
         if layer is None:
-            self.controller.fail(ValueError("open an image layer first"))
+            self.status.value = self.controller.fail(ValueError("open an image layer first"))
             return
         path = str(self.weights_file.value or "").strip()
         weights = path if path not in ("", ".") else self.weights.value
+        # handlers given at creation: a worker made without an 'errored' handler raises its error again
         self.worker = create_worker(self.controller.run, layer, weights, self.trust.value, self.normalize.value,
-                                    self.tile.value, self.device.value)
-        self.worker.returned.connect(self._done)
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(self._finished)
-        self.run_button.enabled, self.cancel_button.enabled, self.status.value = False, True, "restoring..."
+                                    self.tile.value, self.device.value, _start_thread=False,
+                                    _connect={"returned": self._done, "errored": self._failed,
+                                              "finished": self._finished})
+        self.controller.progress = (0, 1, 0, 1)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value = f"restoring {layer.name} with {weights}..."
         self.timer.start(100)
         self.worker.start()
 
     def _done(self, tuples: list[tuple]) -> None:
+        self.timer.stop()
         self.controller.add(tuples)
-        self.status.value = self.controller.verdict(tuples) or "done"
+        self.status.value = f"added {tuples[0][1]['name']}. " + (self.controller.verdict(tuples) or "")
+        self.bar.value, self.bar.label = self.bar.max, "done"
 
     def _failed(self, exc: BaseException) -> None:
+        self.timer.stop()
         self.status.value = self.controller.fail(exc)
+        self.bar.value, self.bar.label = 0, "cancelled" if isinstance(exc, Cancelled) else "failed"
 
     def _finished(self) -> None:
         self.timer.stop()
         self.run_button.enabled, self.cancel_button.enabled = True, False
-        self.bar.value = self.bar.max if not self.controller.cancel_event.is_set() else 0
