@@ -63,7 +63,8 @@ def parse_objective(spec: str, camera_pixel_um: float = 6.5) -> Objective:
     except ValueError:
         raise MdeblurError(f"objective {spec!r}: give MAGNIFICATION/NA, such as 5x/0.12 or 10x/0.25") from None
     if m <= 0 or not 0 < a <= 1.7:
-        raise MdeblurError(f"objective {spec!r}: the magnification must be > 0 and the NA in (0, 1.7]")
+        raise MdeblurError(f"objective {spec!r}: magnification {m:g}x, NA {a:g}: the magnification must be > 0 and "
+                           "the NA in (0, 1.7]")
     return Objective(m, a, camera_pixel_um)
 
 
