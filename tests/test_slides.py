@@ -145,6 +145,13 @@ def test_an_interrupted_ome_zarr_resumes_to_the_same_result(tmp_path, tiny_weigh
                               "--resume"])
     assert res.exit_code == 0, res.output
     assert "resuming from output row" in res.output
+    other = _slide(tmp_path / "o", "svs", 1200, 400, glass=0.1) if (tmp_path / "o").mkdir() is None else None
+    for extra in ([], ["--resume"]):  # the same size from another slide: never mixed in
+        (tmp_path / "r2.ome.zarr.partial").exists() or __import__("shutil").copytree(
+            tmp_path / "r.ome.zarr", tmp_path / "r2.ome.zarr.partial")
+        bad = runner.invoke(app, ["restore", str(other), "-o", str(tmp_path / "r2.ome.zarr"), "--weights",
+                                  str(tiny_weights), "--tile", "64", *extra])
+        assert bad.exit_code == 2 and ("--resume" in bad.output), bad.output
     res = runner.invoke(app, ["restore", str(src), "-o", str(tmp_path / "full.ome.zarr"), "--weights",
                               str(tiny_weights), "--tile", "64"])
     assert res.exit_code == 0, res.output
@@ -235,3 +242,16 @@ def test_a_slide_over_a_local_cluster_equals_the_in_process_pyramid(tmp_path, ti
     assert len(a.attrs["multiscales"][0]["datasets"]) == len(b.attrs["multiscales"][0]["datasets"]) >= 2
     for k in ("0", "1"):
         assert np.abs(np.asarray(a[k][:]).astype(int) - np.asarray(b[k][:])).max() <= 1
+
+
+def test_out_dir_names_a_vendor_slide_as_ome_tiff_and_a_partial_needs_resume_or_overwrite(tmp_path, tiny_weights):
+    src = _slide(tmp_path, "svs", 200, 240, glass=0.0)
+    res = runner.invoke(app, ["restore", str(src), "--out-dir", str(tmp_path / "od"), "--weights", str(tiny_weights)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "od" / "slide_x2.ome.tif").is_file()
+    (tmp_path / "z.ome.zarr.partial").mkdir()
+    args = ["restore", str(src), "-o", str(tmp_path / "z.ome.zarr"), "--weights", str(tiny_weights)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "add --resume" in res.output, res.output
+    res = runner.invoke(app, [*args, "--overwrite"])
+    assert res.exit_code == 0 and (tmp_path / "z.ome.zarr").is_dir() and not (tmp_path / "z.ome.zarr.partial").exists()

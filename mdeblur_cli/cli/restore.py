@@ -57,7 +57,7 @@ def restore(
         raise MdeblurError(f"--quality {quality}: give 1-100")
     if level < 0:
         raise MdeblurError(f"--level {level}: levels count from 0 (full resolution)")
-    slide = SlideOptions(level, parse_region(region), compression, quality, skip_background, resume)
+    slide = SlideOptions(level, parse_region(region), compression, quality, skip_background, resume, overwrite)
     job = RestoreJob(inputs=inputs, output=output, out_dir=out_dir, weights=weights, recursive=recursive,
                      tile=tile, device=device, precision=precision, suffix=suffix, overwrite=overwrite,
                      skip_existing=skip_existing, self_ensemble=self_ensemble, normalize=normalize,

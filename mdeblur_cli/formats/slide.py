@@ -60,6 +60,7 @@ class SlideOptions:
     quality: int = 90  # JPEG quality
     skip_background: bool = True  # glass tiles by bicubic
     resume: bool = False  # an OME-Zarr output: go on from NAME.partial
+    overwrite: bool = False  # an OME-Zarr output: an unfinished NAME.partial is started again
 
 
 COMPRESSIONS = ("zlib", "zstd", "jpeg", "none")

@@ -65,9 +65,12 @@ def expand_inputs(inputs: list[str], recursive: bool, exclude: Path | None = Non
 
 
 def output_name(rel: Path, suffix: str) -> Path:
-    """cells.tif -> cells_x2.tif; cells.ome.tif -> cells_x2.ome.tif; sub/a.png -> sub/a_x2.png."""
+    """cells.tif -> cells_x2.tif; cells.ome.tif -> cells_x2.ome.tif; sub/a.png -> sub/a_x2.png; a vendor slide
+    (slide.svs, .ndpi, .scn, .bif), which mdeblur cannot write, -> slide_x2.ome.tif (a pyramidal OME-TIFF)."""
+    from ..formats.slide import SLIDE_EXT
+
     stem, ext = split_name(rel)
-    return rel.parent / f"{stem}{suffix}{ext}"
+    return rel.parent / f"{stem}{suffix}{'.ome.tif' if ext.lower() in SLIDE_EXT else ext}"
 
 
 def plan_outputs(job: RestoreJob, files: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list]:

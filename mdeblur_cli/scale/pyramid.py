@@ -19,6 +19,8 @@ from ..errors import MdeblurError
 
 TILE = 512  # output tile and chunk side
 LAST_SIDE = 1024  # halve while the next level's longer side stays at least this
+# what must match for --resume to go on with an unfinished OME-Zarr (besides its shape)
+RESUME_KEYS = ("source_path", "source_bytes", "source_mtime_ns", "level", "region", "weights", "tile")
 
 
 def level_shapes(h: int, w: int) -> list[tuple[int, int]]:
@@ -163,9 +165,13 @@ class ZarrPyramid:
         if resume and (path / ".zattrs").exists():
             self.group = zarr.open_group(str(path), mode="r+", zarr_format=2)
             state = dict(self.group.attrs).get("mdeblur", {})
-            if state.get("shape") != list(shape) or state.get("levels") != len(self.shapes):
-                raise MdeblurError(f"{path}: --resume: the unfinished output was made for another image or region "
-                                   "(its shape differs); remove it or drop --resume")
+            same = {k: state.get(k) for k in RESUME_KEYS} == {k: (extra or {}).get(k) for k in RESUME_KEYS}
+            if state.get("shape") != list(shape) or state.get("levels") != len(self.shapes) or not same:
+                raise MdeblurError(f"{path}: --resume: this unfinished output was made from {state.get('source')} "
+                                   f"(level {state.get('level')}, region {state.get('region')}, "
+                                   f"{state.get('source_bytes')} bytes, weights {state.get('weights')}), not from "
+                                   "this input with these options; remove it, or restore without --resume and with "
+                                   "--overwrite to start again")
             self.rows_done = int(state.get("rows_done", 0))
             return
         self.group = zarr.open_group(str(path), mode="w", zarr_format=2)

@@ -67,15 +67,21 @@ def _size(n: float) -> str:
 class Region:
     """A box of a level as an array that slices (what stream_restore reads windows from); RGBA drops alpha."""
 
-    def __init__(self, array, box: tuple[int, int, int, int]) -> None:
-        self.array, self.box = array, box
+    def __init__(self, array, box: tuple[int, int, int, int], path: str = "", level: int = 0) -> None:
+        self.array, self.box, self.path, self.level = array, box, path, level
         self.shape = (box[1] - box[0], box[3] - box[2], 3)
         self.dtype = np.dtype(np.uint8)
 
     def __getitem__(self, key) -> np.ndarray:
         ys, xs = key[0], key[1]
         y0, _, x0, _ = self.box
-        return np.asarray(self.array[y0 + ys.start : y0 + ys.stop, x0 + xs.start : x0 + xs.stop])[..., :3]
+        r0, r1, c0, c1 = y0 + ys.start, y0 + ys.stop, x0 + xs.start, x0 + xs.stop
+        try:
+            return np.asarray(self.array[r0:r1, c0:c1])[..., :3]
+        except Exception as exc:  # a damaged tile the checks could not see: name where, and go no further
+            raise MdeblurError(f"{self.path}: the tiles under rows {r0}-{r1}, columns {c0}-{c1} of level "
+                               f"{self.level} could not be decoded ({type(exc).__name__}: "
+                               f"{(str(exc).splitlines() or [''])[0]}); the file is damaged") from None
 
 
 def tissue_mask(p: SlidePlan) -> tuple[np.ndarray, float]:
@@ -109,6 +115,16 @@ def glass_windows(mask: np.ndarray, per: float, margin: int):
     return skip
 
 
+def weights_id(net: nn.Module) -> str:
+    """A fingerprint of the network's weights (what --resume must find unchanged)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for t in net.state_dict().values():
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def glass_flags(p: SlidePlan, wins: list[Window], grid: Grid) -> list[bool]:
     """Per window (region px): True where it holds only glass."""
     mask, per = tissue_mask(p)
@@ -136,7 +152,7 @@ def restore_slide(p: SlidePlan, dst: Path, net: nn.Module, opts: SlideOptions, t
     caller; .ome.zarr: multiscale OME-Zarr, built under NAME.partial and renamed when complete). Returns what
     was done (tiles, glass skipped, levels, the output row a --resume went on from)."""
     net = net.to(device, memory_format=torch.channels_last)
-    region = Region(p.slide.array(p.level), p.box)
+    region = Region(p.slide.array(p.level), p.box, str(p.slide.path), p.level)
     norm = choose(np.zeros((1, 1, 3), np.uint8), "range")  # 8-bit RGB: the full range, as restore does
     s, grid = net.scale, Grid.of(net)
     h, w = region.shape[:2]
@@ -155,6 +171,12 @@ def restore_slide(p: SlidePlan, dst: Path, net: nn.Module, opts: SlideOptions, t
 
     if str(dst).lower().endswith(".zarr"):
         partial = dst.with_name(dst.name + ".partial")
+        if partial.exists() and not opts.resume and not opts.overwrite:
+            raise MdeblurError(f"{partial}: an unfinished output of an interrupted run is there; add --resume to go "
+                               "on from it, or --overwrite to start again")
+        st = Path(p.slide.path).stat()
+        source.update(source_path=str(Path(p.slide.path).resolve()), source_bytes=st.st_size,
+                      source_mtime_ns=st.st_mtime_ns, weights=weights_id(net), tile=tile)
         store = pyramid.ZarrPyramid(partial, (h * s, w * s, 3), out_mpp, name, extra=source,
                                     resume=opts.resume and partial.exists())
         store.write_rows(stream_restore(region, net, True, norm, tile, device, dtype, prog, skip=skip,
