@@ -184,8 +184,8 @@ def render(rows: list[dict], det: list[dict], dataset: str, stand_in: bool) -> s
         oldc = "-" if r["sampling_coverage"] is None else f"{r['sampling_coverage']:.1%}"
         out.append(f"| {r['label']} | {r['images']} | {r['spearman']:.3f} | {old} | {r['gradient_baseline']:.3f} | "
                    f"{r['gain']:+.3f} | {r['coverage']:.1%} | {r['band_width']:.3g} | {oldc} |")
-    out += ["", "Detection: share of doubtful pixels (structure above the input's noise that the map's band does "
-            "not support); suspect above 1%. Planted models: a noise amplifier (unsharp mask of gain 12, then "
+    out += ["", "Detection: share of doubtful pixels (output structure the head marks as invented, or contrast "
+            "where the input holds only noise; docs/usage.md, the verdict); suspect above 1%. Planted models: a noise amplifier (unsharp mask of gain 12, then "
             "bicubic x2) and a texture inventor (a fixed grating on the input's flat regions).", "",
             "| image (8-bit) | planted model | good model | planted model's output |", "| --- | --- | --- | --- |"]
     for d in det:

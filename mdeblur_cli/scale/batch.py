@@ -220,8 +220,8 @@ def restore_files(job: RestoreJob, console: Console, records: list | None = None
     if job.trust and reporter.trusted:
         suspects = reporter.suspects
         console.print(f"trust: {len(suspects)} of {reporter.trusted} restored image(s) suspect (more than "
-                      f"{SUSPECT_SHARE:.0%} of pixels doubtful: structure that the trust map does not "
-                      "support)"
+                      f"{SUSPECT_SHARE:.0%} of pixels doubtful: structure marked as invented, or contrast "
+                      "the input cannot support)"
                       + (": " + ", ".join(str(p) for p in suspects) if suspects else ""),
                       highlight=False, soft_wrap=True, markup=False)
     return reporter.failures, len(plan)
