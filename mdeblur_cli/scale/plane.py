@@ -190,8 +190,11 @@ def restore_plane_distributed(client, src: Path, dst: Path, weights: str, tile: 
         fut.result()
         if on_chunk is not None:
             on_chunk(len(chunk_futures))
-    if store is not None:
-        store.finish()
+    if store is not None:  # the lower levels: each level's bands in parallel on the workers
+        def run(calls):
+            for fut in completed(client, [client.submit(fn, *args, pure=False) for fn, *args in calls]):
+                fut.result()
+        store.finish(run=run)
     return {"windows": len(wins), "chunks": len(chunk_futures), "norm": norm, "model": model,
             "glass": int(sum(glass)), "rgb": sl is not None}
 

@@ -212,17 +212,30 @@ class ZarrPyramid:
                 pending = [band[n:]] if n < band.shape[0] else []
                 self._state(rows_done=r0)
 
-    def finish(self, extra: dict | None = None) -> None:
-        """The lower levels, each from the one above in bands of chunk rows; then mark the store complete."""
+    def finish(self, extra: dict | None = None, run=None) -> None:
+        """The lower levels, each from the one above in bands of 2 x TILE rows (`halve_band`); then mark the store
+        complete. `run(calls)` may run one level's bands in parallel (a Dask client), each call (fn, *args)."""
         for k in range(1, len(self.shapes)):
-            src, dst = self.group[str(k - 1)], self.group[str(k)]
-            halver, out_row = Halver(), 0
-            for r in range(0, src.shape[1], 2 * TILE):
-                rows = np.moveaxis(np.asarray(src[:, r : r + 2 * TILE, :]), 0, 2)
-                half = halver.add(rows, last=r + 2 * TILE >= src.shape[1])
-                dst[:, out_row : out_row + half.shape[0], :] = np.moveaxis(half, 2, 0)
-                out_row += half.shape[0]
+            calls = [(halve_band, str(self.path), k, r) for r in range(0, self.shapes[k - 1][0], 2 * TILE)]
+            if run is None:
+                for fn, *args in calls:
+                    fn(*args)
+            else:
+                run(calls)
         self._state(complete=True, **(extra or {}))
+
+
+def halve_band(path: str, k: int, r: int) -> int:
+    """Level k's rows from level k - 1's rows r : r + 2 TILE (r even; an odd last row pairs with itself): one
+    band, independent of the others, so that a cluster can make a level in parallel."""
+    import zarr
+
+    group = zarr.open_group(path, mode="r+", zarr_format=2)
+    src, dst = group[str(k - 1)], group[str(k)]
+    rows = np.moveaxis(np.asarray(src[:, r : r + 2 * TILE, :]), 0, 2)
+    half = Halver().add(rows, last=True)
+    dst[:, r // 2 : r // 2 + half.shape[0], :] = np.moveaxis(half, 2, 0)
+    return half.shape[0]
 
 
 def estimate_bytes(h: int, w: int, compression: str) -> int:
