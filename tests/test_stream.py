@@ -44,3 +44,38 @@ def test_small_or_compressed_or_microscopy_files_do_not_stream(tmp_path, tiny_mo
     assert stream.probe(tmp_path / "m.tif", tmp_path / "o.tif", None, "auto") is not None
     assert stream.probe(tmp_path / "m.tif", tmp_path / "o.ome.tif", None, "auto") is None  # OME out: metadata path
     assert stream.probe(tmp_path / "m.tif", tmp_path / "o.png", None, "auto") is None
+
+
+def test_ahead_keeps_order_raises_the_producers_error_and_stops_when_the_consumer_does():
+    import threading
+    import time
+
+    from mdeblur_cli.scale.stream import ahead
+
+    assert [int(b[0]) for b in ahead(np.full(1, i) for i in range(7))] == list(range(7))
+
+    def failing():
+        yield np.zeros(1)
+        raise ValueError("tile 3 undecodable")
+
+    got = []
+    with pytest.raises(ValueError, match="tile 3 undecodable"):
+        for b in ahead(failing()):
+            got.append(b)
+    assert len(got) == 1
+
+    made = []
+
+    def endless():
+        for i in range(10**6):
+            made.append(i)
+            yield np.full(1, i)
+
+    rows = ahead(endless(), depth=1)
+    assert int(next(rows)[0]) == 0
+    rows.close()  # the consumer stops (an error or Ctrl-C in the writer)
+    time.sleep(0.5)
+    n = len(made)
+    time.sleep(0.3)
+    assert len(made) == n <= 4  # the producer stopped, at most depth + 2 blocks ahead
+    assert not any(t.name == "mdeblur-rows" and t.is_alive() for t in threading.enumerate())

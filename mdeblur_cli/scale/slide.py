@@ -23,7 +23,7 @@ from ..formats.slide import Slide, SlideOptions, check_tiles, open_slide, window
 from ..restore.normalize import choose
 from ..restore.tiles import Grid, Window, windows
 from . import pyramid
-from .stream import stream_restore
+from .stream import ahead, stream_restore
 
 MASK_SIDE = 2048  # the glass mask is made on the coarsest level whose longer side (over the region) is at least this
 MIN_SATURATION = 20  # 8-bit saturation below which a pixel is glass whatever Otsu says (a slide of glass only)
@@ -179,8 +179,8 @@ def restore_slide(p: SlidePlan, dst: Path, net: nn.Module, opts: SlideOptions, t
                       source_mtime_ns=st.st_mtime_ns, weights=weights_id(net), tile=tile)
         store = pyramid.ZarrPyramid(partial, (h * s, w * s, 3), out_mpp, name, extra=source,
                                     resume=opts.resume and partial.exists())
-        store.write_rows(stream_restore(region, net, True, norm, tile, device, dtype, prog, skip=skip,
-                                        start_row=store.rows_done), store.rows_done)
+        store.write_rows(ahead(stream_restore(region, net, True, norm, tile, device, dtype, prog, skip=skip,
+                                              start_row=store.rows_done)), store.rows_done)
         store.finish()
         if dst.exists():
             shutil.rmtree(dst)
@@ -188,7 +188,7 @@ def restore_slide(p: SlidePlan, dst: Path, net: nn.Module, opts: SlideOptions, t
         levels, resumed = len(store.shapes), store.rows_done
     else:
         resumed = 0
-        rows = stream_restore(region, net, True, norm, tile, device, dtype, prog, skip=skip)
+        rows = ahead(stream_restore(region, net, True, norm, tile, device, dtype, prog, skip=skip))
         levels = pyramid.write_ome_tiff(dst, rows, (h * s, w * s, 3), out_mpp, opts.compression, opts.quality,
                                         description=json.dumps(source), name=name)
     return {"tiles": int(glass.size), "glass_tiles": int(glass.sum()), "levels": levels, "resumed_from_row": resumed}

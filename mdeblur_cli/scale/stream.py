@@ -95,6 +95,46 @@ def stream_restore(
                 progress(done, len(wins))
 
 
+def ahead(blocks: Iterator[np.ndarray], depth: int = 1) -> Iterator[np.ndarray]:
+    """`blocks`, made in a thread up to `depth` blocks ahead of the consumer: the network's next windows overlap
+    the encoding and writing of the rows before them (torch, zlib and JPEG release the GIL). At most depth + 2
+    blocks live at once (a band of rows each). The producer's error is raised here; a consumer that stops early
+    (an error, Ctrl-C) stops the producer at its next block, without waiting for it."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                if not put(block):
+                    return
+            put(end)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    worker = threading.Thread(target=produce, name="mdeblur-rows", daemon=True)
+    worker.start()
+    try:
+        while (item := q.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def _full(t: np.ndarray, side: int) -> np.ndarray:
     """A tile zero-padded to side x side (TIFF tiles are all one size; readers crop to the image)."""
     pad = ((0, side - t.shape[0]), (0, side - t.shape[1])) + ((0, 0),) * (t.ndim - 2)
@@ -173,7 +213,7 @@ def write_streamed(src: Path, dst: Path, model: nn.Module, rgb: bool, normalize:
     kw = tiff_kwargs(Series(np.empty((1, 1, 3) if rgb else (1, 1), arr.dtype), "YXS" if rgb else "YX", meta.scaled(s)))
     kw.pop("planarconfig", None)
     with tifffile.TiffWriter(dst, bigtiff=True) as tif:
-        tif.write(tiles(stream_restore(arr, model, rgb, norm, tile, device, dtype, progress,
-                                       reopen=lambda: open_memmap(src))), shape=shape,
+        tif.write(tiles(ahead(stream_restore(arr, model, rgb, norm, tile, device, dtype, progress,
+                                             reopen=lambda: open_memmap(src)))), shape=shape,
                   dtype=arr.dtype, tile=(OUT_TILE, OUT_TILE), **kw)
     return norm
