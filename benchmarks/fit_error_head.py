@@ -62,6 +62,10 @@ def main() -> None:
     ap.add_argument("--write", type=Path, default=None)
     ap.add_argument("--recalibrate", action="store_true", help="keep the head stored in --weights; calibrate again")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--calibration", choices=("mixed", "micrographs"), default="mixed",
+                    help="mixed: validation strips of the training photographs (2 degradations each) and 8 fresh "
+                    "specimens through drawn optics; micrographs: fresh specimens only, 24 through drawn optics and "
+                    "24 through the weights' degradation mix")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load_model(args.weights)
@@ -84,11 +88,17 @@ def main() -> None:
         print(f"{args.patches} patches drawn and restored in {time.monotonic() - t0:.0f} s", flush=True)
         head = fit_head(pool, args.minutes * 60, loss=args.loss, width=args.width, plant_prob=args.plant_prob,
                     progress=lambda it, v: print(f"iter {it} loss {v:.4f}", flush=True) if it % 200 == 0 else None)
-    images = calibration_images(val_strips, spec)
+    if args.calibration == "micrographs":
+        images = calibration_images([], spec, micro=24, micro_mix=24)
+    else:
+        images = calibration_images(val_strips, spec)
     fitted_on = model.head.fitted_on if args.recalibrate else ("patches of the training images' training parts and procedural specimens, the weights' "
                  f"degradation mix, {args.patches} patches of {PATCH} LR px, {args.minutes:g} min, loss {args.loss}")
     cal_on = (f"crops of {CROP} output px of {len(images)} held-out images: validation strips of the training images "
-              "(2 degradations each) and fresh procedural specimens through drawn optics")
+              "(2 degradations each) and fresh procedural specimens through drawn optics") if args.calibration == "mixed" else (
+              f"crops of {CROP} output px of {len(images)} fresh procedural specimens (plant tissue, fundus, fibres; "
+              "never trained on): 24 through drawn dry objectives with defocus and 1000 photons, 24 through the "
+              "weights' degradation mix")
     trust, records = calibrate(model.net, head, images, loss=args.loss, fitted_on=fitted_on, calibrated_on=cal_on)
     lam_half = crc_lambda([c for r in records[0::2] for c in crops(r["err"] / np.exp(r["log_sigma"]))])
     res = measure(records, lam_half)

@@ -137,8 +137,11 @@ def fit_head(pool, seconds: float, loss: str = "laplace", width: int = 32, batch
 
 
 def calibration_images(val_sources: list[Pair], spec: DegradationSpec, copies: int = 2,
-                       micro: int = 8) -> list[CalImage]:
-    """Held-out images for calibration (see the module): degraded validation strips and fresh specimens."""
+                       micro: int = 8, micro_mix: int = 0) -> list[CalImage]:
+    """Held-out images for calibration (see the module): degraded validation strips, fresh specimens through
+    drawn optics (`micro`), and fresh specimens through the weights' own degradation mix (`micro_mix`)."""
+    from dataclasses import replace
+
     from ..data.simulate import simulate_pair
     from ..data.train import procedural_specimen, range_optics
 
@@ -156,10 +159,13 @@ def calibration_images(val_sources: list[Pair], spec: DegradationSpec, copies: i
         seed = CAL_MICRO_SEED + i
         g = torch.Generator().manual_seed(seed)
         opt, dz = range_optics(g)
-        from dataclasses import replace
-
         lr, hr, _ = simulate_pair(procedural_specimen(i, seed, 192), replace(opt, defocus_um=(dz, dz), peak=1000.0), g)
         out.append(CalImage(f"specimen_{seed}", _hwc(lr), _hwc(hr)))
+    for i in range(micro_mix):
+        seed = CAL_MICRO_SEED + micro + i
+        lr, _, hr, _ = random_degradation(procedural_specimen(i, seed, 192 * s), spec,
+                                          torch.Generator().manual_seed(seed))
+        out.append(CalImage(f"specimen_{seed}_mix", _hwc(lr), _hwc(hr)))
     return out
 
 
