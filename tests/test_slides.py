@@ -215,7 +215,7 @@ def test_bad_slides_are_one_line_and_exit_2(tmp_path, tiny_weights, case, monkey
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and want in lines[0] and str(src.name) in lines[0], res.output
-    assert not dst.exists() and not list(tmp_path.glob("*.npy")) and not list(tmp_path.glob(".mdeblur*"))
+    assert not dst.exists() and not list(tmp_path.glob("*.raw")) and not list(tmp_path.glob(".mdeblur*"))
 
 
 def test_info_lists_levels_pixel_size_vendor_and_compression(tmp_path):
@@ -255,3 +255,18 @@ def test_out_dir_names_a_vendor_slide_as_ome_tiff_and_a_partial_needs_resume_or_
     assert res.exit_code == 2 and "add --resume" in res.output, res.output
     res = runner.invoke(app, [*args, "--overwrite"])
     assert res.exit_code == 0 and (tmp_path / "z.ome.zarr").is_dir() and not (tmp_path / "z.ome.zarr.partial").exists()
+
+
+def test_halver_in_row_chunks_equals_the_whole_block_mean():
+    from mdeblur_cli.scale.pyramid import HALVE_ROWS, Halver
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.uint8, np.uint16, np.float32):
+        a = (rng.random((3 * HALVE_ROWS + 7, 101, 3)) * (255 if dtype != np.float32 else 1)).astype(dtype)
+        p = np.concatenate([a, a[-1:]])
+        p = np.concatenate([p, p[:, -1:]], axis=1).astype(np.float32)
+        ref = (p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2]) / 4
+        ref = np.rint(ref).astype(dtype) if dtype != np.float32 else ref
+        h = Halver()
+        got = np.concatenate([h.add(a[:150]), h.add(a[150:], last=True)])  # 150 rows: an odd carry-free split
+        assert got.dtype == dtype and np.array_equal(got, ref)

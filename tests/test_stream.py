@@ -12,9 +12,10 @@ from mdeblur_cli.restore.files import restore_file
 from .conftest import smooth_image
 
 
-@pytest.mark.parametrize("rgb", [False, True])
-def test_streamed_equals_in_memory(tmp_path, tiny_model, monkeypatch, rgb):
+@pytest.mark.parametrize(("rgb", "group"), [(False, 4096), (True, 4096), (False, 200), (True, 344)])
+def test_streamed_equals_in_memory(tmp_path, tiny_model, monkeypatch, rgb, group):
     monkeypatch.setattr(stream, "STREAM_MIN_PIXELS", 1)  # stream even this small image
+    monkeypatch.setattr(stream, "GROUP_COLS", group)  # 200/344: several column groups, edges inside windows
     if rgb:
         a = np.rint(smooth_image(250, 190) * 255).astype(np.uint8)
         tifffile.imwrite(tmp_path / "in.tif", a, photometric="rgb", resolution=(2000.0, 2000.0),

@@ -32,6 +32,9 @@ def level_shapes(h: int, w: int) -> list[tuple[int, int]]:
     return shapes
 
 
+HALVE_ROWS = 64  # even
+
+
 class Halver:
     """Rows of one level in (any number per call, top first) -> rows of the next level out (2x2 means, rounded
     for integers; an odd last row or column is paired with itself)."""
@@ -50,11 +53,12 @@ class Halver:
                 self.carry, rows = rows[-1:], rows[:-1]
         if rows.shape[1] % 2:
             rows = np.concatenate([rows, rows[:, -1:]], axis=1)
-        if rows.shape[0] == 0:
-            return rows[:, ::2]
-        f = rows.astype(np.float32)
-        out = (f[0::2, 0::2] + f[1::2, 0::2] + f[0::2, 1::2] + f[1::2, 1::2]) / 4
-        return np.rint(out).astype(rows.dtype) if rows.dtype.kind in "ui" else out.astype(rows.dtype)
+        out = np.empty((rows.shape[0] // 2, rows.shape[1] // 2, *rows.shape[2:]), rows.dtype)
+        for r in range(0, rows.shape[0], HALVE_ROWS):  # float temporaries of HALVE_ROWS rows, not of the block
+            f = rows[r : r + HALVE_ROWS].astype(np.float32)
+            q = (f[0::2, 0::2] + f[1::2, 0::2] + f[0::2, 1::2] + f[1::2, 1::2]) / 4
+            out[r // 2 : (r + f.shape[0]) // 2] = np.rint(q) if rows.dtype.kind in "ui" else q
+        return out
 
 
 class Cascade:
@@ -77,26 +81,26 @@ def _tiles(blocks: Iterator[np.ndarray], side: int = TILE) -> Iterator[np.ndarra
     return tiles(blocks, side)
 
 
-class MemmapLevel:
-    """A lower level waiting on disk: rows appended in order, read back in bands (each band from a fresh map,
-    so that the pages read leave this process's memory)."""
+class DiskLevel:
+    """A lower level waiting on disk (a raw file): rows appended in order by plain writes, read back in bands by
+    plain reads."""
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
         self.path, self.shape, self.dtype, self.row = path, shape, np.dtype(dtype), 0
-        np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape).flush()
+        self.row_bytes = int(np.prod(shape[1:])) * self.dtype.itemsize
+        path.write_bytes(b"")
 
     def __call__(self, rows: np.ndarray) -> None:
-        m = np.lib.format.open_memmap(self.path, mode="r+")
-        m[self.row : self.row + rows.shape[0]] = rows
-        m.flush()
-        del m
+        with open(self.path, "ab") as f:
+            f.write(np.ascontiguousarray(rows, self.dtype).tobytes())
         self.row += rows.shape[0]
 
     def bands(self, height: int = TILE) -> Iterator[np.ndarray]:
-        for r in range(0, self.shape[0], height):
-            m = np.load(self.path, mmap_mode="r")
-            yield np.array(m[r : r + height])
-            del m
+        with open(self.path, "rb") as f:
+            for r in range(0, self.shape[0], height):
+                n = min(height, self.shape[0] - r)
+                band = np.fromfile(f, self.dtype, count=n * self.row_bytes // self.dtype.itemsize)
+                yield band.reshape((n, *self.shape[1:]))
 
 
 def tiff_kwargs(mpp: tuple[float, float] | None, compression: str, quality: int) -> dict:
@@ -119,9 +123,9 @@ def write_ome_tiff(dst: Path, rows: Iterator[np.ndarray], shape: tuple[int, int,
 
     h, w, c = shape
     shapes = level_shapes(h, w)
-    tmp = [dst.with_name(f".{dst.name}.level{k}.npy") for k in range(1, len(shapes))]
+    tmp = [dst.with_name(f".{dst.name}.level{k}.raw") for k in range(1, len(shapes))]
     try:
-        levels = [MemmapLevel(p, (*s, c), np.uint8) for p, s in zip(tmp, shapes[1:], strict=True)]
+        levels = [DiskLevel(p, (*s, c), np.uint8) for p, s in zip(tmp, shapes[1:], strict=True)]
         cascade = Cascade(len(shapes), levels)
 
         def tapped() -> Iterator[np.ndarray]:

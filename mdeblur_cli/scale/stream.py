@@ -21,6 +21,7 @@ from ..restore.tiles import Blend, Grid, Window, forward_windows, network_input,
 
 STREAM_MIN_PIXELS = 4096 * 4096  # larger gray or RGB TIFFs restored to TIFF stream
 OUT_TILE = 256  # output TIFF tile side
+GROUP_COLS = 4096  # output columns per cross-fade accumulator: a band's float rows never span the whole width
 
 
 def open_memmap(path: Path):
@@ -56,9 +57,10 @@ def stream_restore(
     """Yield the restored image's rows in order, as (rows, W*s[, 3]) blocks in the input's dtype.
 
     `arr` is (H, W) gray or (H, W, 3) RGB, any array that slices (a memmap); `norm` maps it to network units.
-    The tile engine gets the windows one band of window rows at a time, and its Blend hands back each band's
-    finished rows; `reopen` gives a fresh map for each band, so the pages of finished bands leave this process's
-    memory. `skip(window)` True: that window is upscaled by bicubic instead of the network (glass). With
+    The tile engine gets the windows one band of window rows at a time; one Blend per GROUP_COLS output columns
+    hands back each band's finished rows, converted to the output dtype group by group and joined (the float
+    rows held are one group's window row and the overlap rows, not whole bands of the whole width). `reopen`
+    gives a fresh map for each band, so the pages of finished bands leave this process's memory. `skip(window)` True: that window is upscaled by bicubic instead of the network (glass). With
     `start_row`, only output rows from there on are made and yielded (resuming).
     """
     h, w = arr.shape[:2]
@@ -68,7 +70,17 @@ def stream_restore(
     lo, hi = dtype_range(arr.dtype)
     wins = [Window(y0, y1, x0, x1) for y0, y1 in rows for x0, x1 in cols if y1 * s > start_row]
     rows = [r for r in rows if r[1] * s > start_row]
-    blend = Blend((start_row, hp * s, 0, wp * s), (hp, wp), wins, s, grid, gray=not rgb)
+    groups = [(c0, min(c0 + GROUP_COLS, wp * s)) for c0 in range(0, wp * s, GROUP_COLS)]
+    blends = [Blend((start_row, hp * s, c0, c1), (hp, wp), wins, s, grid, gray=not rgb) for c0, c1 in groups]
+    pieces: dict[int, dict[int, np.ndarray]] = {}
+
+    def finish(out: np.ndarray, row: int, c0: int) -> np.ndarray:
+        out = norm.invert(out)
+        if np.issubdtype(arr.dtype, np.integer):
+            out = np.rint(np.clip(out, lo, hi))
+        out = out[: max(0, min(out.shape[0], h * s - row)), : max(0, w * s - c0)].astype(arr.dtype)
+        return out if rgb else out[..., 0]
+
     def reader(band_arr) -> Callable[[Window], np.ndarray]:
         def read(win: Window) -> np.ndarray:
             x = norm.apply(_read(band_arr, win.y0, win.y1, win.x0, win.x1, h, w))
@@ -84,12 +96,13 @@ def stream_restore(
         bicubic = ((win, upscale_bicubic(torch.from_numpy(network_input(read(win)).transpose(2, 0, 1).copy()), s,
                                          clip=False).permute(1, 2, 0)) for win in glass)
         for win, y in itertools.chain(bicubic, forward_windows(model, read, work, device, dtype, batch=1)):
-            for row, out in blend.add(win, y):
-                out = norm.invert(out)
-                if np.issubdtype(arr.dtype, np.integer):
-                    out = np.rint(np.clip(out, lo, hi))
-                out = out[: max(0, min(out.shape[0], h * s - row)), : w * s].astype(arr.dtype)
-                yield out if rgb else out[..., 0]
+            for g, (c0, c1) in enumerate(groups):
+                if win.x0 * s < c1 and win.x1 * s > c0:
+                    for row, out in blends[g].add(win, y):
+                        pieces.setdefault(row, {})[g] = finish(out, row, c0)
+            while pieces and len(pieces[first := min(pieces)]) == len(groups):
+                ready = pieces.pop(first)
+                yield np.concatenate([ready[g] for g in range(len(groups))], axis=1)
             done += 1
             if progress is not None:
                 progress(done, len(wins))
@@ -142,20 +155,33 @@ def _full(t: np.ndarray, side: int) -> np.ndarray:
 
 
 def tiles(blocks: Iterator[np.ndarray], side: int = OUT_TILE) -> Iterator[np.ndarray]:
-    """Row blocks of any height to (side, side[, C]) tiles in row-major order (edge tiles zero-padded)."""
+    """Row blocks of any height to (side, side[, C]) tiles in row-major order (edge tiles zero-padded). Each tile
+    is joined from the blocks' slices, so no whole-width band is ever copied."""
     pending: list[np.ndarray] = []
     have = 0
+
+    def tile_row(n: int) -> Iterator[np.ndarray]:
+        nonlocal pending, have
+        parts, left = [], n
+        for blk in pending:
+            parts.append(blk[:left])
+            left -= parts[-1].shape[0]
+            if not left:
+                break
+        width = pending[0].shape[1]
+        for x in range(0, width, side):
+            yield _full(np.concatenate([p[:, x : x + side] for p in parts]), side)
+        rest = pending[len(parts) - 1][parts[-1].shape[0]:]
+        pending = ([rest] if rest.shape[0] else []) + pending[len(parts):]
+        have -= n
+
     for block in blocks:
         pending.append(block)
         have += block.shape[0]
         while have >= side:
-            band = np.concatenate(pending)
-            yield from (_full(band[:side, x : x + side], side) for x in range(0, band.shape[1], side))
-            rest = band[side:]
-            pending, have = [rest], rest.shape[0]
+            yield from tile_row(side)
     if have:
-        band = np.concatenate(pending)
-        yield from (_full(band[:, x : x + side], side) for x in range(0, band.shape[1], side))
+        yield from tile_row(have)
 
 
 def eligible(shape: tuple[int, ...], axes: str, dtype: np.dtype, rgb: bool) -> bool:
