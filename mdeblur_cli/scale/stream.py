@@ -112,7 +112,7 @@ def ahead(blocks: Iterator[np.ndarray], depth: int = 1) -> Iterator[np.ndarray]:
     """`blocks`, made in a thread up to `depth` blocks ahead of the consumer: the network's next windows overlap
     the encoding and writing of the rows before them (torch, zlib and JPEG release the GIL). At most depth + 2
     blocks live at once (a band of rows each). The producer's error is raised here; a consumer that stops early
-    (an error, Ctrl-C) stops the producer at its next block, without waiting for it."""
+    (an error, Ctrl-C) stops the producer at its next block and waits for it."""
     import queue
     import threading
 
@@ -144,8 +144,9 @@ def ahead(blocks: Iterator[np.ndarray], depth: int = 1) -> Iterator[np.ndarray]:
             if isinstance(item, BaseException):
                 raise item
             yield item
-    finally:
+    finally:  # joined, not left running: a daemon thread inside torch at exit aborts the process (Ctrl-C)
         stop.set()
+        worker.join()
 
 
 def _full(t: np.ndarray, side: int) -> np.ndarray:
