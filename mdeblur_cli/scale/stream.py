@@ -60,8 +60,9 @@ def stream_restore(
     The tile engine gets the windows one band of window rows at a time; one Blend per GROUP_COLS output columns
     hands back each band's finished rows, converted to the output dtype group by group and joined (the float
     rows held are one group's window row and the overlap rows, not whole bands of the whole width). `reopen`
-    gives a fresh map for each band, so the pages of finished bands leave this process's memory. `skip(window)` True: that window is upscaled by bicubic instead of the network (glass). With
-    `start_row`, only output rows from there on are made and yielded (resuming).
+    gives a fresh map for each band, so the pages of finished bands leave this process's memory. `skip(window)`
+    True: that window is upscaled by bicubic instead of the network (glass). With `start_row`, only output rows
+    from there on are made and yielded (resuming).
     """
     h, w = arr.shape[:2]
     s, grid = model.scale, Grid.of(model)
